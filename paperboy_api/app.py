@@ -1,0 +1,53 @@
+"""The Paperboy API: `uvicorn paperboy_api.app:app`. It accepts and reports; workers do the work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+
+from paperboy_api import digests, health
+from paperboy_api.errors import http_error
+from paperboy_api.state import AppState
+from shared import queue
+from shared.logs import configure_logging
+from shared.settings import Settings, load_settings
+from shared.store import open_backend
+from shared.tasks import TaskRepository
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app; settings are read at startup unless given (tests pass their own)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
+        config = settings or load_settings()
+        configure_logging(config)
+        backend = await open_backend(config)
+        redis = queue.connect(config)
+        try:
+            yield AppState(
+                settings=config, redis=redis, backend=backend, tasks=TaskRepository(backend)
+            )
+        finally:
+            await redis.aclose()
+            await backend.close()
+
+    routes = [
+        Route("/generate-digest", digests.generate_digest, methods=["POST"]),
+        Route("/generate_digest", digests.generate_digest, methods=["POST"]),
+        Route("/digest-status/{task_id}", digests.digest_status, methods=["GET"]),
+        Route("/digest_status/{task_id}", digests.digest_status, methods=["GET"]),
+        Route("/digests/{task_id}", digests.digest_html, methods=["GET"]),
+        Route("/health", health.health, methods=["GET"]),
+        Route("/ready", health.ready, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
+
+
+app = create_app()

@@ -1,0 +1,15 @@
+"""The Paperboy worker: `arq paperboy_worker.WorkerSettings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # Settings are read when arq asks for WorkerSettings (the entry point), not at import.
+    if name == "WorkerSettings":
+        from paperboy_worker.worker import worker_settings
+        from shared.settings import load_settings
+
+        return worker_settings(load_settings())
+    raise AttributeError(name)

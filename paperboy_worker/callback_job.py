@@ -1,0 +1,62 @@
+"""The `deliver_callback` job: one signed POST per attempt, retried on its own schedule."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from arq import Retry
+
+from paperboy_worker.context import WorkerContext
+from shared.callback import callback_body, deliver, delivery_headers
+from shared.models import CallbackStatus, DigestTask, TaskStatus, utcnow
+from shared.retry import backoff_delay
+
+log = logging.getLogger("paperboy.callback")
+
+
+def body_for(task: DigestTask) -> bytes:
+    return callback_body(
+        task.task_id,
+        task.status.value,
+        task.result if task.status is TaskStatus.COMPLETED else None,
+        task.error if task.status is not TaskStatus.COMPLETED else None,
+        task.finished_at or utcnow(),
+    )
+
+
+async def deliver_callback(ctx: WorkerContext, task_id: str) -> str:
+    settings = ctx["settings"]
+    task = await ctx["tasks"].get(task_id)
+    if task is None or task.callback_status is not CallbackStatus.PENDING or not task.callback_url:
+        return "nothing to deliver"
+    assert task.delivery_id is not None
+    body = body_for(task)
+    secret = settings.callback_signing_secret
+    headers = delivery_headers(
+        task.delivery_id, body, secret.get_secret_value() if secret else None, int(time.time())
+    )
+    outcome = await deliver(
+        ctx["callback_http"],
+        task.callback_url,
+        body,
+        headers,
+        allow_private=settings.callback_allow_private_networks,
+        timeout=settings.callback_timeout_seconds,
+    )
+    attempts = task.callback_attempts + 1
+    extra = {"task_id": task_id, "delivery_id": task.delivery_id, "attempts": attempts}
+    if outcome.delivered:
+        await ctx["tasks"].record_callback(task_id, CallbackStatus.DELIVERED, attempts, None)
+        log.info("callback delivered", extra=extra)
+        return "delivered"
+    finished = task.finished_at or utcnow()
+    window_left = settings.callback_retry_window_seconds - (utcnow() - finished).total_seconds()
+    if outcome.retryable and window_left > 0:
+        delay = backoff_delay(settings.callback_backoff_seconds, attempts, outcome.retry_after)
+        await ctx["tasks"].record_callback(task_id, CallbackStatus.PENDING, attempts, outcome.error)
+        log.warning("callback failed, retrying in %.0fs: %s", delay, outcome.error, extra=extra)
+        raise Retry(defer=min(delay, max(window_left, 1)))
+    await ctx["tasks"].record_callback(task_id, CallbackStatus.FAILED, attempts, outcome.error)
+    log.error("callback given up: %s", outcome.error, extra=extra)
+    return "failed"

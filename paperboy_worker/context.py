@@ -1,0 +1,33 @@
+"""The typed arq context every job receives."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
+
+import httpx
+from arq.connections import ArqRedis
+
+from shared.settings import Settings
+from shared.store import Backend
+from shared.tasks import TaskRepository
+
+if TYPE_CHECKING:
+    from paperboy_worker.lease import Heartbeat
+
+
+class WorkerContext(TypedDict, total=False):
+    # set by arq
+    redis: ArqRedis
+    job_id: str
+    job_try: int
+    enqueue_time: datetime
+    score: int
+    # opened in on_startup, closed in on_shutdown
+    settings: Settings
+    backend: Backend
+    tasks: TaskRepository
+    http: httpx.AsyncClient
+    callback_http: httpx.AsyncClient
+    worker_id: str
+    heartbeat: Heartbeat

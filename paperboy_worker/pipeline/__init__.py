@@ -1,0 +1,1 @@
+"""The digest pipeline's building blocks: sources, shortlist, ranking, analysis and rendering."""

@@ -1,0 +1,113 @@
+"""Wiring: the arq worker settings, and the clients its jobs share."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Any
+
+import httpx
+from arq import cron, func
+
+from paperboy_worker.callback_job import deliver_callback
+from paperboy_worker.context import WorkerContext
+from paperboy_worker.digest_job import generate_digest
+from paperboy_worker.lease import Heartbeat
+from paperboy_worker.reconcile import reap_leases, reconcile
+from shared import keys, queue
+from shared.logs import configure_logging
+from shared.settings import Settings
+from shared.store import open_backend
+from shared.tasks import TaskRepository
+
+
+async def on_startup(ctx: WorkerContext) -> None:
+    settings = ctx["settings"]
+    configure_logging(settings)
+    ctx["worker_id"] = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    ctx["backend"] = await open_backend(settings)
+    ctx["tasks"] = TaskRepository(ctx["backend"])
+    ctx["http"] = httpx.AsyncClient(
+        timeout=httpx.Timeout(30, connect=10),
+        follow_redirects=False,
+        headers={"User-Agent": "Paperboy/0.1 (research digests)"},
+    )
+    # Callbacks get their own client: no proxies from the environment (they would break the
+    # pinned-address TLS check), no cookies or keep-alive shared between receivers.
+    ctx["callback_http"] = httpx.AsyncClient(
+        trust_env=False, follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0)
+    )
+    ctx["heartbeat"] = Heartbeat(ctx["redis"], settings, ctx["worker_id"])
+    await ctx["heartbeat"].start()
+
+
+async def on_shutdown(ctx: WorkerContext) -> None:
+    if "heartbeat" in ctx:
+        await ctx["heartbeat"].stop()
+    if "http" in ctx:
+        await ctx["http"].aclose()
+    if "callback_http" in ctx:
+        await ctx["callback_http"].aclose()
+    if "backend" in ctx:
+        await ctx["backend"].close()
+
+
+def _every(seconds: int) -> set[int]:
+    return set(range(0, 60, seconds))
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments of arq's `Worker`, built from settings at the entry point."""
+    # arq counts pickups, not failures; our own budgets (failures and interruptions, counted in
+    # the store) end a task first, and arq's limit only backstops them.
+    digest_pickups = settings.digest_max_tries + settings.digest_max_interruptions + 2
+    sweep_timeout = 60
+    return {
+        "functions": [
+            func(
+                generate_digest,  # type: ignore[arg-type]
+                name=keys.GENERATE_DIGEST,
+                timeout=settings.digest_task_timeout + 60,
+                max_tries=digest_pickups,
+            ),
+            func(
+                deliver_callback,  # type: ignore[arg-type]
+                name=keys.DELIVER_CALLBACK,
+                timeout=settings.callback_timeout_seconds * 3 + 30,
+                max_tries=10_000,
+            ),
+        ],
+        "cron_jobs": [
+            cron(
+                reap_leases,  # type: ignore[arg-type]
+                name="reap_leases",
+                second=_every(settings.reaper_interval_seconds),
+                timeout=sweep_timeout,
+                max_tries=1,
+            ),
+            cron(
+                reconcile,  # type: ignore[arg-type]
+                name="reconcile",
+                second=_every(settings.reconcile_interval_seconds),
+                timeout=sweep_timeout,
+                max_tries=1,
+            ),
+        ],
+        "queue_name": keys.QUEUE,
+        "redis_settings": queue.redis_settings(settings),
+        "job_serializer": queue.serialize,
+        "job_deserializer": queue.deserialize,
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "ctx": {"settings": settings},
+        "max_jobs": settings.worker_max_jobs,
+        "job_timeout": settings.digest_task_timeout + 60,
+        # Results live in the store; no arq result key means a finished id can be queued again.
+        "keep_result": 0,
+        "poll_delay": settings.worker_poll_delay,
+        "queue_read_limit": max(100, settings.worker_max_jobs * 20),
+        "job_completion_wait": settings.worker_shutdown_grace,
+        "health_check_interval": 30,
+        "health_check_key": f"{keys.QUEUE}:health-check:{socket.gethostname()}",
+    }

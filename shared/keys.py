@@ -1,0 +1,46 @@
+"""Every name that crosses a process boundary: queues, job ids, Redis keys, tables."""
+
+from __future__ import annotations
+
+# arq queues and functions
+QUEUE = "arq:paperboy"
+GENERATE_DIGEST = "generate_digest"
+DELIVER_CALLBACK = "deliver_callback"
+FETCH_SOURCES = "fetch_sources"
+
+# Redis keys of our own (arq's own keys start with "arq:")
+PREFIX = "paperboy:"
+LEASES = PREFIX + "leases"  # zset task_id -> lease expiry (unix ms)
+WORKERS = PREFIX + "workers"  # zset worker_id -> last heartbeat (unix ms)
+ARQ_IN_PROGRESS = "arq:in-progress:"
+ARQ_JOB = "arq:job:"
+ARQ_RESULT = "arq:result:"
+ARQ_RETRY = "arq:retry:"
+
+# state store tables
+DIGEST_TASKS = "digest_tasks"
+FETCH_TASKS = "fetch_tasks"
+DAILY_SOURCES = "daily_sources"
+PROFILES = "profiles"
+IDEMPOTENCY_KEYS = "idempotency_keys"
+
+
+def digest_job_id(task_id: str) -> str:
+    """The arq job id of a digest is its task id, so enqueuing it twice runs it once."""
+    return task_id
+
+
+def callback_job_id(task_id: str) -> str:
+    return f"callback:{task_id}"
+
+
+def lease_key(task_id: str) -> str:
+    return f"{PREFIX}lease:{task_id}"
+
+
+def worker_key(worker_id: str) -> str:
+    return f"{PREFIX}worker:{worker_id}"
+
+
+def checkpoint_key(task_id: str) -> str:
+    return f"{PREFIX}checkpoint:{task_id}"

@@ -1,0 +1,56 @@
+"""Structured logging: JSON lines in production, readable text locally."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from shared.settings import Settings
+
+# Fields a log call may pass in `extra=` that belong in the structured line.
+CONTEXT_FIELDS = (
+    "task_id",
+    "attempt",
+    "stage",
+    "status",
+    "worker_id",
+    "error_code",
+    "delivery_id",
+    "attempts",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        line.update({f: getattr(record, f) for f in CONTEXT_FIELDS if hasattr(record, f)})
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        context = " ".join(
+            f"{f}={getattr(record, f)}" for f in CONTEXT_FIELDS if hasattr(record, f)
+        )
+        return f"{base} {context}" if context else base
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("paperboy")
+    logger.handlers[:] = [handler]
+    logger.setLevel(settings.log_level.upper())
+    logger.propagate = False

@@ -1,0 +1,109 @@
+"""Configuration, read from the environment or `.env` once, at each entry point."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting Paperboy reads; names the old service used keep their meaning."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # Access
+    api_key: SecretStr = SecretStr("dev-key")
+
+    # Redis and the state store
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    state_backend: Literal["sqlite", "supabase"] = "sqlite"
+    sqlite_path: Path = Path("var/paperboy.db")
+    supabase_url: str | None = None
+    supabase_key: SecretStr | None = None
+
+    # LLM
+    llm_provider: Literal["openai", "fireworks", "offline"] = "offline"
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_base_url: str | None = None
+    fireworks_api_key: SecretStr | None = None
+    fireworks_model: str = "accounts/fireworks/models/llama-v3p1-70b-instruct"
+    llm_rpm: int = Field(default=500, ge=1)
+    llm_tpm: int = Field(default=200_000, ge=1)
+
+    # Sources
+    source_mode: Literal["sample", "live"] = "sample"
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_sample_path: Path | None = None
+    arxiv_page_size: int = Field(default=200, ge=1, le=2000)
+    arxiv_max_results: int = Field(default=1000, ge=1, le=10_000)
+    arxiv_page_delay_seconds: float = Field(default=3.0, ge=0)
+    newsapi_base_url: str = "https://newsapi.org"
+    newsapi_key: SecretStr | None = None
+    news_enabled: bool = False
+
+    # Digest shape
+    top_n_articles: int = Field(default=5, ge=1, le=20)
+    top_n_news: int = Field(default=5, ge=1, le=20)
+    ranking_input_max_articles: int = Field(default=40, ge=1, le=500)
+
+    # Queue and worker
+    digest_task_timeout: int = Field(default=900, ge=1)
+    task_timeout: int = Field(default=600, ge=1)
+    digest_max_tries: int = Field(default=5, ge=1, le=50)
+    digest_max_interruptions: int = Field(default=5, ge=1, le=50)
+    worker_max_jobs: int = Field(default=10, ge=1, le=1000)
+    worker_poll_delay: float = Field(default=0.01, gt=0, le=5)
+    worker_shutdown_grace: int = Field(default=20, ge=0)
+    lease_seconds: float = Field(default=30, gt=0)
+    heartbeat_seconds: float = Field(default=10, gt=0)
+    reaper_interval_seconds: int = Field(default=10, ge=1, le=60)
+    reconcile_interval_seconds: int = Field(default=60, ge=1, le=60)
+    retry_backoff_seconds: tuple[float, ...] = (10, 30, 90, 300, 900)
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=1)
+
+    # Callbacks
+    callback_signing_secret: SecretStr | None = None
+    callback_allow_private_networks: bool = False
+    callback_timeout_seconds: float = Field(default=10, gt=0)
+    callback_retry_window_seconds: int = Field(default=86_400, ge=0)
+    callback_backoff_seconds: tuple[float, ...] = (5, 15, 60, 300, 900, 1800, 3600)
+    daily_callback_url: str | None = None
+
+    # Daily run
+    orchestration_enabled: bool = False
+    orchestration_hour_utc: int = Field(default=13, ge=0, le=23)
+    orchestration_catchup_hours: int = Field(default=6, ge=0, le=72)
+
+    # Fault drills and demos: a pause at every stage boundary, to watch or interrupt a digest.
+    stage_delay_seconds: float = Field(default=0, ge=0, le=60)
+
+    # Operations
+    log_format: Literal["json", "text"] = "text"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _required_together(self) -> Self:
+        if self.state_backend == "supabase" and not (self.supabase_url and self.supabase_key):
+            raise ValueError("STATE_BACKEND=supabase needs SUPABASE_URL and SUPABASE_KEY")
+        if self.llm_provider == "openai" and self.openai_api_key is None:
+            raise ValueError("LLM_PROVIDER=openai needs OPENAI_API_KEY")
+        if self.llm_provider == "fireworks" and self.fireworks_api_key is None:
+            raise ValueError("LLM_PROVIDER=fireworks needs FIREWORKS_API_KEY")
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("HEARTBEAT_SECONDS must be shorter than LEASE_SECONDS")
+        return self
+
+
+def load_settings() -> Settings:
+    """Build the settings at an entry point; a bad setting stops the process with one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "_".join(str(part) for part in first["loc"]).upper() or "settings"
+        sys.exit(f"paperboy: invalid configuration: {name}: {first['msg']}")

@@ -1,0 +1,246 @@
+"""The embedded state store: one SQLite file in WAL mode, shared by the API and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shared.errors import StoreError
+from shared.store.base import TABLES, Cond, Row, Table
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS digest_tasks (
+    task_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    stage TEXT NOT NULL DEFAULT 'queued',
+    progress REAL NOT NULL DEFAULT 0,
+    request TEXT NOT NULL DEFAULT '{}',
+    user_id TEXT,
+    source_date TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    running INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    interruptions INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 5,
+    result TEXT,
+    articles TEXT,
+    error TEXT,
+    error_code TEXT,
+    degraded INTEGER NOT NULL DEFAULT 0,
+    usage TEXT NOT NULL DEFAULT '{}',
+    callback_url TEXT,
+    callback_status TEXT NOT NULL DEFAULT 'none',
+    callback_attempts INTEGER NOT NULL DEFAULT 0,
+    callback_error TEXT,
+    delivery_id TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    worker_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS digest_tasks_status_created
+    ON digest_tasks (status, created_at DESC);
+CREATE INDEX IF NOT EXISTS digest_tasks_created ON digest_tasks (created_at DESC);
+CREATE INDEX IF NOT EXISTS digest_tasks_callback ON digest_tasks (callback_status);
+CREATE TABLE IF NOT EXISTS fetch_tasks (
+    task_id TEXT PRIMARY KEY,
+    source_date TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    result TEXT,
+    error TEXT,
+    error_code TEXT,
+    callback_url TEXT,
+    callback_status TEXT NOT NULL DEFAULT 'none',
+    callback_attempts INTEGER NOT NULL DEFAULT 0,
+    callback_error TEXT,
+    delivery_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS daily_sources (
+    source_date TEXT NOT NULL,
+    category TEXT NOT NULL,
+    items TEXT NOT NULL DEFAULT '[]',
+    item_count INTEGER NOT NULL DEFAULT 0,
+    fetched_at TEXT NOT NULL,
+    PRIMARY KEY (source_date, category)
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    user_id TEXT PRIMARY KEY,
+    email TEXT,
+    name TEXT NOT NULL,
+    title TEXT,
+    goals TEXT,
+    interests TEXT,
+    removed INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+_SQL_OPS = {"eq": "=", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+
+def _where(key: Row, conds: Sequence[Cond]) -> tuple[str, list[Any]]:
+    clauses = [f'"{column}" = ?' for column in key]
+    params: list[Any] = list(key.values())
+    for cond in conds:
+        if cond.op == "in":
+            values = list(cond.value)
+            clauses.append(f'"{cond.column}" IN ({", ".join("?" * len(values)) or "NULL"})')
+            params.extend(values)
+        elif cond.op == "is_null":
+            clauses.append(f'"{cond.column}" IS {"" if cond.value else "NOT "}NULL')
+        else:
+            clauses.append(f'"{cond.column}" {_SQL_OPS[cond.op]} ?')
+            params.append(cond.value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class SqliteBackend:
+    """Runs every statement on one dedicated thread, so the event loop never waits on the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            assert self._conn is not None, "store is not open"
+            return fn(self._conn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(SCHEMA)
+            self._conn = conn
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(lambda conn: conn.close())
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def insert(self, table: str, row: Row) -> bool:
+        spec = TABLES[table]
+        encoded = _encode(spec, row)
+        columns = ", ".join(f'"{c}"' for c in encoded)
+        sql = (
+            f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(encoded))}) "
+            "ON CONFLICT DO NOTHING"
+        )
+        cursor = await self._run(lambda conn: conn.execute(sql, list(encoded.values())))
+        return cursor.rowcount == 1
+
+    async def upsert(self, table: str, row: Row) -> None:
+        spec = TABLES[table]
+        encoded = _encode(spec, row)
+        columns = ", ".join(f'"{c}"' for c in encoded)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in encoded if c not in spec.key)
+        conflict = ", ".join(spec.key)
+        sql = (
+            f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(encoded))}) "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+        )
+        await self._run(lambda conn: conn.execute(sql, list(encoded.values())))
+
+    async def get(self, table: str, key: Row) -> Row | None:
+        rows = await self.select(table, [Cond(c, "eq", v) for c, v in key.items()], limit=1)
+        return rows[0] if rows else None
+
+    async def update(
+        self, table: str, key: Row, changes: Row, where: Sequence[Cond] = ()
+    ) -> Row | None:
+        spec = TABLES[table]
+        encoded = _encode(spec, changes)
+        assignments = ", ".join(f'"{c}" = ?' for c in encoded)
+        clause, params = _where(key, where)
+        sql = f"UPDATE {table} SET {assignments}{clause} RETURNING *"
+        rows = await self._run(
+            lambda conn: conn.execute(sql, [*encoded.values(), *params]).fetchall()
+        )
+        return _decode(spec, dict(rows[0])) if rows else None
+
+    async def delete(self, table: str, key: Row, where: Sequence[Cond] = ()) -> bool:
+        clause, params = _where(key, where)
+        cursor = await self._run(lambda conn: conn.execute(f"DELETE FROM {table}{clause}", params))
+        return cursor.rowcount > 0
+
+    async def select(
+        self,
+        table: str,
+        where: Sequence[Cond] = (),
+        *,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> list[Row]:
+        spec = TABLES[table]
+        clause, params = _where({}, where)
+        wanted = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        sql = f"SELECT {wanted} FROM {table}{clause}"
+        if order_by:
+            sql += f' ORDER BY "{order_by}" {"DESC" if descending else "ASC"}'
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return [_decode(spec, dict(row)) for row in rows]
+
+    async def count(self, table: str, where: Sequence[Cond] = ()) -> int:
+        clause, params = _where({}, where)
+        sql = f"SELECT COUNT(*) FROM {table}{clause}"
+        row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
+        return int(row[0])
+
+
+def _encode(spec: Table, row: Row) -> Row:
+    return {
+        column: json.dumps(value) if column in spec.json_columns and value is not None else value
+        for column, value in row.items()
+    }
+
+
+def _decode(spec: Table, row: Row) -> Row:
+    for column in spec.json_columns & row.keys():
+        if isinstance(row[column], str):
+            row[column] = json.loads(row[column])
+    for column in spec.bool_columns & row.keys():
+        row[column] = bool(row[column])
+    return row

@@ -1,0 +1,165 @@
+"""The production state store: Supabase's PostgREST API through the async supabase-py client."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import httpx
+from postgrest import (
+    APIError,
+    APIResponse,
+    AsyncRequestBuilder,
+    AsyncSelectRequestBuilder,
+    CountMethod,
+    ReturnMethod,
+)
+
+from shared import keys
+from shared.errors import StoreError
+from shared.store.base import TABLES, Cond, Row
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
+Query = AsyncSelectRequestBuilder
+
+
+class SupabaseBackend:
+    """Every method is one PostgREST request over the one HTTP client this backend owns."""
+
+    def __init__(self, url: str, key: str, *, timeout: float = 10.0) -> None:
+        self._url = url
+        self._key = key
+        self._timeout = timeout
+        self._http: httpx.AsyncClient | None = None
+        self._client: AsyncClient | None = None
+
+    async def open(self) -> None:
+        self._http = httpx.AsyncClient(timeout=self._timeout)
+        options = AsyncClientOptions(
+            httpx_client=self._http,
+            # postgrest-py would retry reads after sleeping 1, 2 and 4 s; a StoreError is
+            # transient already, so the caller's retry schedule decides instead.
+            postgrest_client_retry=False,
+            auto_refresh_token=False,
+            persist_session=False,
+        )
+        self._client = await acreate_client(self._url, self._key, options)
+
+    async def close(self) -> None:
+        # supabase-py's AsyncClient has no close of its own: the HTTP client we handed it is
+        # the only thing holding connections.
+        self._client = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def ping(self) -> None:
+        await self.select(keys.DIGEST_TASKS, columns=["task_id"], limit=1)
+
+    async def insert(self, table: str, row: Row) -> bool:
+        # ON CONFLICT DO NOTHING RETURNING: an empty answer means the key existed.
+        key = TABLES[table].key
+        query = self._table(table).upsert(row, on_conflict=",".join(key), ignore_duplicates=True)
+        response = await _run(query.select(*key), "insert", table)
+        return bool(_rows(response, table))
+
+    async def upsert(self, table: str, row: Row) -> None:
+        query = self._table(table).upsert(
+            row, on_conflict=",".join(TABLES[table].key), returning=ReturnMethod.minimal
+        )
+        await _run(query, "upsert", table)
+
+    async def get(self, table: str, key: Row) -> Row | None:
+        rows = await self.select(table, _key_conds(key), limit=1)
+        return rows[0] if rows else None
+
+    async def update(
+        self, table: str, key: Row, changes: Row, where: Sequence[Cond] = ()
+    ) -> Row | None:
+        query = _filtered(self._table(table).update(changes), [*_key_conds(key), *where])
+        rows = _rows(await _run(query, "update", table), table)
+        return rows[0] if rows else None
+
+    async def delete(self, table: str, key: Row, where: Sequence[Cond] = ()) -> bool:
+        query = _filtered(self._table(table).delete(), [*_key_conds(key), *where])
+        response = await _run(query.select(*TABLES[table].key), "delete", table)
+        return bool(_rows(response, table))
+
+    async def select(
+        self,
+        table: str,
+        where: Sequence[Cond] = (),
+        *,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> list[Row]:
+        query = _filtered(self._table(table).select(*(columns or ("*",))), where)
+        if order_by:
+            query = query.order(order_by, desc=descending)
+        if limit is not None:
+            query = query.limit(limit)
+        return _rows(await _run(query, "select", table), table)
+
+    async def count(self, table: str, where: Sequence[Cond] = ()) -> int:
+        key = TABLES[table].key
+        query = self._table(table).select(key[0], count=CountMethod.exact, head=True)
+        response = await _run(_filtered(query, where), "count", table)
+        if response.count is None:
+            raise StoreError(
+                f"supabase count on {table} failed: no Content-Range total in the answer"
+            )
+        return response.count
+
+    def _table(self, table: str) -> AsyncRequestBuilder:
+        if self._client is None:
+            raise RuntimeError("store is not open")
+        return self._client.table(table)
+
+
+def _key_conds(key: Row) -> list[Cond]:
+    return [Cond(column, "eq", value) for column, value in key.items()]
+
+
+def _filtered(query: Query, conds: Sequence[Cond]) -> Query:
+    for cond in conds:
+        query = _apply(query, cond)
+    return query
+
+
+def _apply(query: Query, cond: Cond) -> Query:
+    column, value = cond.column, cond.value
+    if cond.op == "in":
+        return query.in_(column, value)
+    if cond.op == "is_null":
+        return (query if value else query.not_).is_(column, None)
+    compare = {
+        "eq": query.eq,
+        "neq": query.neq,
+        "lt": query.lt,
+        "lte": query.lte,
+        "gt": query.gt,
+        "gte": query.gte,
+    }[cond.op]
+    return compare(column, value)
+
+
+async def _run(query: Query, verb: str, table: str) -> APIResponse:
+    try:
+        return await query.execute()
+    except APIError as exc:
+        # str(APIError) is empty in postgrest-py; its fields carry the message.
+        detail = f": {str(exc.details)[:300]}" if exc.details else ""
+        raise StoreError(
+            f"supabase {verb} on {table} failed: {exc.code} {exc.message}{detail}"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise StoreError(f"supabase {verb} on {table} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _rows(response: APIResponse, table: str) -> list[Row]:
+    data = response.data
+    rows = [dict(row) for row in data if isinstance(row, Mapping)] if isinstance(data, list) else []
+    if len(rows) != len(data):
+        raise StoreError(f"supabase on {table}: expected a JSON array of rows, got {data!r:.200}")
+    return rows

@@ -1,0 +1,304 @@
+"""Digest task transitions over the state store.
+
+Every write that changes a task's status is conditional on the status and attempt it expects, so
+writes only move forward and an attempt that lost its claim (a zombie) can never overwrite a newer
+attempt or a terminal status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared import keys
+from shared.errors import FencedError, TaskCancelledError
+from shared.models import (
+    ACTIVE,
+    CallbackStatus,
+    DigestTask,
+    Stage,
+    TaskStatus,
+    Usage,
+    utcnow,
+)
+from shared.store import Backend, Cond, Row
+
+ACTIVE_VALUES = tuple(s.value for s in ACTIVE)
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _row(task: DigestTask) -> Row:
+    return task.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class IdempotentResult:
+    task_id: str
+    created: bool
+    conflict: bool = False
+
+
+class TaskRepository:
+    """The digest tasks in the store, and the only code that changes them."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def create(self, task: DigestTask) -> bool:
+        return await self.backend.insert(keys.DIGEST_TASKS, _row(task))
+
+    async def get(self, task_id: str) -> DigestTask | None:
+        row = await self.backend.get(keys.DIGEST_TASKS, {"task_id": task_id})
+        return DigestTask.model_validate(row) if row else None
+
+    async def delete(self, task_id: str) -> None:
+        await self.backend.delete(keys.DIGEST_TASKS, {"task_id": task_id})
+
+    # Idempotency keys
+
+    async def remember_key(
+        self, key: str, body_hash: str, task_id: str, ttl: timedelta
+    ) -> IdempotentResult:
+        """Bind `key` to `task_id` unless a live binding exists; say which task the key names."""
+        now = utcnow()
+        row = {"key": key, "request_hash": body_hash, "task_id": task_id, "created_at": now}
+        encoded = {**row, "created_at": now.isoformat()}
+        if await self.backend.insert(keys.IDEMPOTENCY_KEYS, encoded):
+            return IdempotentResult(task_id, created=True)
+        existing = await self.backend.get(keys.IDEMPOTENCY_KEYS, {"key": key})
+        if existing is None:
+            return await self.remember_key(key, body_hash, task_id, ttl)
+        if datetime.fromisoformat(existing["created_at"]) < now - ttl:
+            replaced = await self.backend.update(
+                keys.IDEMPOTENCY_KEYS,
+                {"key": key},
+                encoded,
+                [Cond("created_at", "eq", existing["created_at"])],
+            )
+            if replaced is not None:
+                return IdempotentResult(task_id, created=True)
+            return await self.remember_key(key, body_hash, task_id, ttl)
+        same = existing["request_hash"] == body_hash
+        return IdempotentResult(existing["task_id"], created=False, conflict=not same)
+
+    async def forget_key(self, key: str, task_id: str) -> None:
+        await self.backend.delete(
+            keys.IDEMPOTENCY_KEYS, {"key": key}, [Cond("task_id", "eq", task_id)]
+        )
+
+    # Attempts
+
+    async def claim(
+        self, task_id: str, worker_id: str, *, max_failures: int, max_interruptions: int
+    ) -> DigestTask | None:
+        """Start a new attempt; None when the task is already terminal (nothing to do).
+
+        An attempt that was still marked running when the next one claims the task was
+        interrupted (crash, deploy, reap); that is counted apart from the task's own failures.
+        """
+        task = await self.get(task_id)
+        if task is None or task.status.terminal:
+            return None
+        interruptions = task.interruptions + (1 if task.running else 0)
+        now = utcnow()
+        changes: Row = {
+            "status": TaskStatus.PROCESSING.value,
+            "attempt": task.attempt + 1,
+            "running": True,
+            "interruptions": interruptions,
+            "max_attempts": max_failures,
+            "worker_id": worker_id,
+            "started_at": (task.started_at or now).isoformat(),
+            "updated_at": now.isoformat(),
+        }
+        if task.running:
+            changes["message"] = (
+                f"Resuming after an interruption (attempt {task.attempt + 1}, "
+                f"{interruptions} interruption{'s' if interruptions != 1 else ''} so far)"
+            )
+        row = await self.backend.update(
+            keys.DIGEST_TASKS,
+            {"task_id": task_id},
+            changes,
+            [Cond("attempt", "eq", task.attempt), Cond("status", "in", ACTIVE_VALUES)],
+        )
+        if row is None:
+            raise FencedError(f"task {task_id} was claimed by another attempt")
+        return DigestTask.model_validate(row)
+
+    async def _write(self, task: DigestTask, changes: Row) -> DigestTask:
+        """A write by the attempt that owns `task`; raises when it no longer does."""
+        changes = {**changes, "updated_at": utcnow().isoformat()}
+        row = await self.backend.update(
+            keys.DIGEST_TASKS,
+            {"task_id": task.task_id},
+            changes,
+            [
+                Cond("attempt", "eq", task.attempt),
+                Cond("status", "eq", TaskStatus.PROCESSING.value),
+                Cond("cancel_requested", "eq", False),
+            ],
+        )
+        if row is not None:
+            return DigestTask.model_validate(row)
+        current = await self.get(task.task_id)
+        if current is not None and current.cancel_requested and current.attempt == task.attempt:
+            raise TaskCancelledError("The task was cancelled by an operator")
+        raise FencedError(f"attempt {task.attempt} of task {task.task_id} lost its claim")
+
+    async def progress(
+        self, task: DigestTask, stage: Stage, progress: float, message: str, **extra: Any
+    ) -> DigestTask:
+        changes = {"stage": stage.value, "progress": round(progress, 3), "message": message}
+        return await self._write(task, {**changes, **extra})
+
+    async def add_usage(self, task: DigestTask, usage: Usage) -> DigestTask:
+        return await self._write(task, {"usage": (task.usage + usage).model_dump()})
+
+    async def retry_later(
+        self, task: DigestTask, error: str, error_code: str, delay: float
+    ) -> DigestTask:
+        """Record a failed attempt that will be retried after `delay` seconds."""
+        when = (utcnow() + timedelta(seconds=delay)).strftime("%H:%M:%S UTC")
+        message = (
+            f"Attempt {task.attempt} failed ({error_code}: {error[:200]}); "
+            f"attempt {task.attempt + 1} at {when}"
+        )
+        return await self._write(
+            task,
+            {
+                "failures": task.failures + 1,
+                "running": False,
+                "message": message,
+                "error": error,
+                "error_code": error_code,
+            },
+        )
+
+    async def release(self, task: DigestTask) -> None:
+        """Give the task back on shutdown; the next claim counts the interruption."""
+        await self._write(task, {"message": "Interrupted by a worker shutdown; waiting to resume"})
+
+    async def complete(
+        self,
+        task: DigestTask,
+        *,
+        result: str,
+        articles: list[dict[str, Any]],
+        degraded: bool,
+    ) -> DigestTask:
+        return await self._finish(
+            task,
+            TaskStatus.COMPLETED,
+            {
+                "message": "Digest generated successfully",
+                "stage": Stage.DONE.value,
+                "progress": 1.0,
+                "result": result,
+                "articles": articles,
+                "degraded": degraded,
+                "error": None,
+                "error_code": None,
+            },
+        )
+
+    async def fail(
+        self, task: DigestTask, error: str, error_code: str, *, own_failure: bool = True
+    ) -> DigestTask:
+        changes: Row = {
+            "message": f"Failed: {error[:500]}",
+            "error": error,
+            "error_code": error_code,
+        }
+        if own_failure:
+            changes["failures"] = task.failures + 1
+        return await self._finish(task, TaskStatus.FAILED, changes)
+
+    async def _finish(self, task: DigestTask, status: TaskStatus, changes: Row) -> DigestTask:
+        now = utcnow().isoformat()
+        callback = CallbackStatus.PENDING if task.callback_url else CallbackStatus.NONE
+        return await self._write(
+            task,
+            {
+                **changes,
+                "status": status.value,
+                "running": False,
+                "finished_at": now,
+                "callback_status": callback.value,
+                "delivery_id": str(uuid.uuid4()),
+            },
+        )
+
+    async def end_unowned(
+        self, task_id: str, status: TaskStatus, error: str, error_code: str
+    ) -> DigestTask | None:
+        """Make an active task terminal from outside any attempt (reconciler, operator).
+
+        Conditional on the attempt seen, so it loses to an attempt that moves meanwhile.
+        """
+        task = await self.get(task_id)
+        if task is None or task.status.terminal:
+            return None
+        now = utcnow().isoformat()
+        callback = CallbackStatus.PENDING if task.callback_url else CallbackStatus.NONE
+        row = await self.backend.update(
+            keys.DIGEST_TASKS,
+            {"task_id": task_id},
+            {
+                "status": status.value,
+                "running": False,
+                "message": f"{status.value.capitalize()}: {error[:500]}",
+                "error": error,
+                "error_code": error_code,
+                "finished_at": now,
+                "updated_at": now,
+                "callback_status": callback.value,
+                "delivery_id": str(uuid.uuid4()),
+            },
+            [Cond("attempt", "eq", task.attempt), Cond("status", "in", ACTIVE_VALUES)],
+        )
+        return DigestTask.model_validate(row) if row else None
+
+    # Callbacks
+
+    async def record_callback(
+        self, task_id: str, status: CallbackStatus, attempts: int, error: str | None
+    ) -> None:
+        await self.backend.update(
+            keys.DIGEST_TASKS,
+            {"task_id": task_id},
+            {
+                "callback_status": status.value,
+                "callback_attempts": attempts,
+                "callback_error": error,
+            },
+            [Cond("callback_status", "eq", CallbackStatus.PENDING.value)],
+        )
+
+    # Listings for the reconciler and operators
+
+    async def active(self, limit: int = 1000) -> list[DigestTask]:
+        rows = await self.backend.select(
+            keys.DIGEST_TASKS,
+            [Cond("status", "in", ACTIVE_VALUES)],
+            order_by="created_at",
+            limit=limit,
+        )
+        return [DigestTask.model_validate(row) for row in rows]
+
+    async def undelivered(self, limit: int = 1000) -> list[DigestTask]:
+        rows = await self.backend.select(
+            keys.DIGEST_TASKS,
+            [Cond("callback_status", "eq", CallbackStatus.PENDING.value)],
+            order_by="created_at",
+            limit=limit,
+        )
+        return [DigestTask.model_validate(row) for row in rows]
