@@ -25,6 +25,8 @@ from shared.store.base import TABLES
 
 Row = dict[str, Any]
 Predicate = Callable[[Row], bool]
+Prefer = dict[str, str]
+Response = httpx.Response
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
 TYPES = ("double precision", "timestamptz", "integer", "boolean", "jsonb", "text")
@@ -109,9 +111,9 @@ def _column(part: str) -> Column | None:
     match = re.match(rf"(\w+)\s+({'|'.join(TYPES)})\b(.*)", part, re.I | re.S)
     if match is None:
         raise ValueError(f"the fake PostgREST does not know the column type in {part!r}")
-    name, type_, rest = match.group(1), match.group(2).lower(), match.group(3).lower()
-    nullable = "not null" not in rest and "primary key" not in rest
-    literal = re.search(r"\bdefault\s+('(?:[^']|'')*'(?:::\w+)?|[\w.]+(?:\(\))?)", rest)
+    name, type_, rest = match.group(1), match.group(2).lower(), match.group(3)
+    nullable = not re.search(r"\b(not null|primary key)\b", rest, re.I)
+    literal = re.search(r"\bdefault\s+('(?:[^']|'')*'(?:::\w+)?|[\w.]+(?:\(\))?)", rest, re.I)
     return Column(name, type_, nullable, _default(type_, literal.group(1)) if literal else None)
 
 
@@ -400,7 +402,9 @@ class FakePostgrest:
     def _matching(self, table: str, query: Query) -> list[Row]:
         return [row for row in self.tables[table].values() if all(f(row) for f in query.filters)]
 
-    def _sorted(self, table: str, rows: list[Row], order: list[tuple[str, bool, bool]]) -> list[Row]:
+    def _sorted(
+        self, table: str, rows: list[Row], order: list[tuple[str, bool, bool]]
+    ) -> list[Row]:
         for name, descending, nulls_first in reversed(order):
             column = self.schema[table][name]
             present = [row for row in rows if row[name] is not None]
@@ -477,21 +481,24 @@ class FakePostgrest:
         coerced = self._coerced(table, changes)
         _check_not_null(table, self.schema[table], coerced)
         matched = self._matching(table, _guarded(query, "UPDATE"))
-        key_columns = TABLES[table].key
-        staged = {k: v for k, v in self.tables[table].items() if v not in matched}
-        for row in matched:
-            row.update(coerced)
-            key = tuple(row[c] for c in key_columns)
+        staged = self._without(table, matched)
+        updated = [{**row, **coerced} for row in matched]
+        for row in updated:
+            key = tuple(row[c] for c in TABLES[table].key)
             if key in staged:
                 raise _duplicate(table, key)
             staged[key] = row
         self.tables[table] = staged
-        return self._written(200, matched, query, prefer)
+        return self._written(200, updated, query, prefer)
 
     def _delete(self, request: httpx.Request, table: str, query: Query, prefer: Prefer) -> Response:
         matched = self._matching(table, _guarded(query, "DELETE"))
-        self.tables[table] = {k: v for k, v in self.tables[table].items() if v not in matched}
+        self.tables[table] = self._without(table, matched)
         return self._written(200, matched, query, prefer)
+
+    def _without(self, table: str, rows: list[Row]) -> dict[tuple[Any, ...], Row]:
+        gone = {id(row) for row in rows}
+        return {key: row for key, row in self.tables[table].items() if id(row) not in gone}
 
     def _written(self, status: int, rows: list[Row], query: Query, prefer: Prefer) -> Response:
         counted = prefer.get("count") == "exact"
@@ -499,10 +506,6 @@ class FakePostgrest:
         if prefer.get("return") != "representation":
             return httpx.Response(201 if status == 201 else 204, headers=headers)
         return httpx.Response(status, headers=headers, json=self._project(rows, query))
-
-
-Prefer = dict[str, str]
-Response = httpx.Response
 
 
 def _body(request: httpx.Request) -> Any:
@@ -526,7 +529,9 @@ def _guarded(query: Query, verb: str) -> Query:
 def _check_not_null(table: str, columns: dict[str, Column], row: Row) -> None:
     for name, value in row.items():
         if value is None and not columns[name].nullable:
-            message = f'null value in column "{name}" of relation "{table}" violates not-null constraint'
+            message = (
+                f'null value in column "{name}" of relation "{table}" violates not-null constraint'
+            )
             raise Reject(400, "23502", message)
 
 
