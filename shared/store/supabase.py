@@ -148,11 +148,11 @@ async def _run(query: Query, verb: str, table: str) -> APIResponse:
     try:
         return await query.execute()
     except APIError as exc:
-        # str(APIError) is empty in postgrest-py; its fields carry the message.
+        # str(APIError) is empty in postgrest-py, and it drops the HTTP status: use its fields.
+        code = f" [{exc.code}]" if exc.code else ""
         detail = f": {str(exc.details)[:300]}" if exc.details else ""
-        raise StoreError(
-            f"supabase {verb} on {table} failed: {exc.code} {exc.message}{detail}"
-        ) from exc
+        message = f"supabase {verb} on {table} failed{code}: {exc.message}{detail}"
+        raise StoreError(message) from exc
     except httpx.HTTPError as exc:
         raise StoreError(f"supabase {verb} on {table} failed: {type(exc).__name__}: {exc}") from exc
 

@@ -332,6 +332,7 @@ class FakePostgrest:
         self.tables: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in self.schema}
         self.requests: list[httpx.Request] = []
         self.failure: tuple[int, Any] | None = None
+        self.refusing = False
         self.router = respx.MockRouter(base_url=f"{self.url}/rest/v1", assert_all_called=False)
         self.router.route().mock(side_effect=self.handle)
 
@@ -344,11 +345,17 @@ class FakePostgrest:
         """Answer every later request with this status (and JSON body), as an outage would."""
         self.failure = (status, body)
 
+    def refuse_connections(self) -> None:
+        """Fail every later request before it reaches the server, as a network outage would."""
+        self.refusing = True
+
     def rows(self, table: str) -> list[Row]:
         return [dict(row) for row in self.tables[table].values()]
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        if self.refusing:
+            raise httpx.ConnectError("connection refused", request=request)
         if self.failure is not None:
             status, body = self.failure
             return httpx.Response(status, json=body) if body is not None else httpx.Response(status)

@@ -1,0 +1,50 @@
+# Paperboy: `make install`, then `make run` (the local stack) and `make test` (the whole suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install run test test-fast lint format typecheck bench check-migrations worker api clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(PY) scripts/run_local.py
+
+api: install
+	$(BIN)/uvicorn paperboy_api.app:app --host 0.0.0.0 --port 8080
+
+worker: install
+	$(BIN)/arq paperboy_worker.WorkerSettings
+
+test: install
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not integration"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(BIN)/mypy
+
+check-migrations:
+	bash scripts/check_migrations.sh
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
