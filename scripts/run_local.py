@@ -51,7 +51,9 @@ def start_redis(children: list[subprocess.Popen[bytes]]) -> str:
         return url
     server = shutil.which("redis-server")
     if server is None:
-        sys.exit("No Redis at REDIS_URL and no redis-server on PATH: install Redis or set REDIS_URL")
+        sys.exit(
+            "No Redis at REDIS_URL and no redis-server on PATH: install Redis or set REDIS_URL"
+        )
     data = VAR / "redis"
     data.mkdir(parents=True, exist_ok=True)
     argv = [server, "--port", str(LOCAL_REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(data)]
@@ -130,13 +132,22 @@ def main() -> None:
         base = f"http://127.0.0.1:{args.port}"
         children.append(
             subprocess.Popen(
-                [str(BIN / "uvicorn"), "paperboy_api.app:app", "--host", "127.0.0.1",
-                 "--port", str(args.port)],
-                env=env, cwd=ROOT,
+                [
+                    str(BIN / "uvicorn"),
+                    "paperboy_api.app:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(args.port),
+                ],
+                env=env,
+                cwd=ROOT,
             )
         )
         children.append(
-            subprocess.Popen([str(BIN / "arq"), "paperboy_worker.WorkerSettings"], env=env, cwd=ROOT)
+            subprocess.Popen(
+                [str(BIN / "arq"), "paperboy_worker.WorkerSettings"], env=env, cwd=ROOT
+            )
         )
         wait_for(f"{base}/health", 30)
         print(f"API on {base} (API key {api_key}), one worker, Redis at {redis_url}")

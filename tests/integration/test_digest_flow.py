@@ -24,7 +24,9 @@ SAMPLE = Path(__file__).resolve().parents[2] / "paperboy_worker" / "samples" / "
 def verify_signature(delivery_headers: dict[str, str], body: bytes) -> bool:
     timestamp = delivery_headers["X-Paperboy-Timestamp"]
     expected = hmac.new(SIGNING_SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return hmac.compare_digest(delivery_headers["X-Paperboy-Signature"], f"sha256={expected.hexdigest()}")
+    return hmac.compare_digest(
+        delivery_headers["X-Paperboy-Signature"], f"sha256={expected.hexdigest()}"
+    )
 
 
 @pytest.fixture
@@ -107,7 +109,9 @@ def test_idempotency_key_gives_one_task_and_one_run(stack: Stack, receiver: Rece
     assert len(receiver.deliveries) == 1
 
 
-def test_permanent_failure_fails_at_once_with_one_callback(stack: Stack, receiver: Receiver) -> None:
+def test_permanent_failure_fails_at_once_with_one_callback(
+    stack: Stack, receiver: Receiver
+) -> None:
     # The bundled sample has no high-energy physics: nothing to build a digest from.
     response = stack.post_digest(digest_body(callback_url=receiver.url, categories=["hep-th"]))
     task_id = response.json()["task_id"]
