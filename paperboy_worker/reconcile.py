@@ -20,8 +20,6 @@ from shared.models import utcnow
 log = logging.getLogger("paperboy.reconcile")
 
 LIVE = {JobStatus.queued, JobStatus.deferred, JobStatus.in_progress}
-# The API writes the row before it enqueues; give it that long before calling a job lost.
-ENQUEUE_GRACE = timedelta(seconds=30)
 
 
 async def reap_leases(ctx: WorkerContext) -> int:
@@ -31,7 +29,7 @@ async def reap_leases(ctx: WorkerContext) -> int:
 async def reconcile(ctx: WorkerContext) -> dict[str, int]:
     redis = ctx["redis"]
     requeued = redelivered = 0
-    cutoff = utcnow() - ENQUEUE_GRACE
+    cutoff = utcnow() - timedelta(seconds=ctx["settings"].reconcile_grace_seconds)
     for task in await ctx["tasks"].active():
         if task.created_at > cutoff or await redis.exists(keys.lease_key(task.task_id)):
             continue

@@ -2,7 +2,8 @@
 # Apply every supabase/migrations/*.sql, in order, to a throwaway database on a plain PostgreSQL,
 # then smoke-test the result. Exits non-zero on any SQL error; the database is dropped on exit.
 #
-#   PGHOST (127.0.0.1) PGPORT (5432) PGUSER (postgres, else the current user) pick the server.
+#   PGHOST (127.0.0.1) PGPORT (5432) PGUSER (postgres, else the current user) pick the server;
+#   MIGRATIONS_DIR (supabase/migrations) picks the files.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,9 +25,10 @@ createdb "$db"
 trap 'dropdb --if-exists "$db"' EXIT
 
 shopt -s nullglob
-migrations=(supabase/migrations/*.sql)
+dir="${MIGRATIONS_DIR:-supabase/migrations}"
+migrations=("$dir"/*.sql)
 if ((${#migrations[@]} == 0)); then
-    echo "no migrations in supabase/migrations" >&2
+    echo "no migrations in $dir" >&2
     exit 1
 fi
 for migration in "${migrations[@]}"; do # the glob sorts by name, so by timestamp
@@ -42,9 +44,12 @@ select task_id, status, attempt, running, request->>'user_id' as user_id
 from public.digest_tasks where task_id = 'smoke-1';
 SQL
 
-if psql_db -c "insert into public.digest_tasks (task_id, status) values ('smoke-1', 'pending')" \
-    2>/dev/null; then
+duplicate="insert into public.digest_tasks (task_id, status) values ('smoke-1', 'pending')"
+if error="$(psql_db -c "$duplicate" 2>&1)"; then
     echo "a second insert of the same task_id succeeded: digest_tasks has no primary key" >&2
+    exit 1
+elif [[ "$error" != *"duplicate key value violates unique constraint"* ]]; then
+    echo "the second insert failed, but not on the key: $error" >&2
     exit 1
 fi
 echo "duplicate key rejected"

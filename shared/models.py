@@ -236,6 +236,7 @@ class DigestTask(BaseModel):
             "callback_status": self.callback_status.value,
             "callback_attempts": self.callback_attempts,
             "user_id": self.user_id,
+            "worker_id": self.worker_id,
             "source_date": self.source_date,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,

@@ -37,7 +37,8 @@ def redis_settings(settings: Settings) -> RedisSettings:
     base.conn_retries = 30
     base.conn_retry_delay = 1
     base.retry_on_timeout = True
-    base.retry_on_error = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
+    # OSError covers a refused connect while Redis restarts; redis-py does not retry it by default.
+    base.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
     base.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=12)
     return base
 

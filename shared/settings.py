@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=10, gt=0)
     reaper_interval_seconds: int = Field(default=10, ge=1, le=60)
     reconcile_interval_seconds: int = Field(default=60, ge=1, le=60)
+    # The API writes a task's row before it enqueues the job; the reconciler leaves younger rows.
+    reconcile_grace_seconds: float = Field(default=30, ge=0)
     retry_backoff_seconds: tuple[float, ...] = (10, 30, 90, 300, 900)
     idempotency_ttl_seconds: int = Field(default=86_400, ge=1)
 

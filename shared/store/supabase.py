@@ -13,11 +13,11 @@ from postgrest import (
     CountMethod,
     ReturnMethod,
 )
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from shared import keys
 from shared.errors import StoreError
 from shared.store.base import TABLES, Cond, Row
-from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 Query = AsyncSelectRequestBuilder
 
@@ -148,7 +148,7 @@ async def _run(query: Query, verb: str, table: str) -> APIResponse:
     try:
         return await query.execute()
     except APIError as exc:
-        # str(APIError) is empty in postgrest-py, and it drops the HTTP status: use its fields.
+        # APIError keeps PostgREST's fields but not the HTTP status (unless the body was not JSON).
         code = f" [{exc.code}]" if exc.code else ""
         detail = f": {str(exc.details)[:300]}" if exc.details else ""
         message = f"supabase {verb} on {table} failed{code}: {exc.message}{detail}"

@@ -124,7 +124,7 @@ def _default(type_: str, literal: str) -> Callable[[], Any]:
         return lambda: json.loads(literal[1:-8])
     if literal.startswith("'"):
         return lambda: literal[1:-1].replace("''", "'")
-    value = {"true": True, "false": False}.get(literal)
+    value: object = {"true": True, "false": False}.get(literal)
     if value is None:
         value = float(literal) if type_ == "double precision" else int(literal)
     return lambda: value
@@ -423,7 +423,8 @@ class FakePostgrest:
     @staticmethod
     def _project(rows: list[Row], query: Query) -> list[Row]:
         picked = [{c: row[c] for c in query.select} if query.select else row for row in rows]
-        return json.loads(json.dumps(picked))
+        copied: list[Row] = json.loads(json.dumps(picked))
+        return copied
 
     # writes
 

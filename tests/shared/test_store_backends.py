@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from fake_postgrest import FakePostgrest
 
 from shared.errors import StoreError
 from shared.store.base import Backend, Cond
+
+if TYPE_CHECKING:
+    from fake_postgrest import FakePostgrest
 
 CREATED = "2026-11-23T10:00:00+00:00"
 
@@ -48,8 +51,8 @@ async def test_insert_then_get_round_trips_json_and_bool_columns(backend: Backen
 async def test_composite_key_round_trips(backend: Backend) -> None:
     items = [{"id": "2611.00001", "title": "Paper"}]
     for category in ("cs.AI", "cs.CL"):
-        row = {"source_date": "2026-11-23", "category": category, "items": items}
-        assert await backend.insert("daily_sources", {**row, "fetched_at": CREATED})
+        source = {"source_date": "2026-11-23", "category": category, "items": items}
+        assert await backend.insert("daily_sources", {**source, "fetched_at": CREATED})
 
     row = await backend.get("daily_sources", {"source_date": "2026-11-23", "category": "cs.CL"})
 
@@ -124,9 +127,10 @@ async def test_upsert_inserts_then_merges(backend: Backend) -> None:
 async def test_select_filters_orders_and_limits(backend: Backend) -> None:
     for n, status in enumerate(["pending", "failed", "pending", "completed", "pending"]):
         created = f"2026-11-23T10:0{n}:00+00:00"
-        finished = None if status == "pending" else created
-        row = digest(f"t{n}", status=status, created_at=created, finished_at=finished)
-        await backend.insert("digest_tasks", row)
+        done = None if status == "pending" else created
+        await backend.insert(
+            "digest_tasks", digest(f"t{n}", status=status, created_at=created, finished_at=done)
+        )
 
     newest = await backend.select(
         "digest_tasks",
@@ -156,6 +160,16 @@ async def test_select_filters_orders_and_limits(backend: Backend) -> None:
     assert sorted(row["task_id"] for row in finished) == ["t1", "t3"]
     assert sorted(row["task_id"] for row in not_pending) == ["t1", "t3"]
     assert sorted(row["task_id"] for row in earlier) == ["t0", "t1"]
+
+
+async def test_in_values_with_reserved_characters(backend: Backend) -> None:
+    odd = ["a,b", 'c"d', "e(f)", "g\\h", "i j"]
+    for task_id in [*odd, "plain"]:
+        await backend.insert("digest_tasks", digest(task_id))
+
+    rows = await backend.select("digest_tasks", [Cond("task_id", "in", odd)], columns=["task_id"])
+
+    assert sorted(row["task_id"] for row in rows) == sorted(odd)
 
 
 async def test_count(backend: Backend) -> None:

@@ -1,0 +1,234 @@
+"""Fault injection on real processes: no accepted digest is lost, each ends once, one outcome."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Proc, Receiver, RedisServer, Stack, base_env
+from tests.support import digest_body, wait_until
+
+pytestmark = pytest.mark.integration
+
+# Leases short enough to keep the suite quick; the SIGKILL test uses the shipped defaults.
+FAST_LEASES = {
+    "lease_seconds": "4",
+    "heartbeat_seconds": "1",
+    "reaper_interval_seconds": "1",
+    "reconcile_interval_seconds": "2",
+    "reconcile_grace_seconds": "1",
+}
+
+
+def holder(stack: Stack, task_id: str, workers: list[Proc]) -> Proc:
+    """The worker process running the task now."""
+
+    def find() -> Proc | None:
+        status = stack.status(task_id)
+        if status["status"] != "processing" or not status["worker_id"]:
+            return None
+        pid = int(status["worker_id"].split("-")[-2])
+        return next((w for w in workers if w.process.pid == pid), None)
+
+    return wait_until(find, timeout=20)  # type: ignore[no-any-return]
+
+
+def delivery_ids(receiver: Receiver, task_id: str) -> set[str]:
+    return {d.headers["X-Paperboy-Delivery"] for d in receiver.for_task(task_id)}
+
+
+def assert_one_outcome(stack: Stack, receiver: Receiver, task_id: str) -> dict[str, Any]:
+    status = stack.wait_status(task_id, {"completed", "failed", "cancelled"}, timeout=60)
+    wait_until(lambda: stack.status(task_id)["callback_status"] == "delivered", timeout=30)
+    assert len(delivery_ids(receiver, task_id)) == 1
+    assert {d.json["status"] for d in receiver.for_task(task_id)} == {status["status"]}
+    return status
+
+
+@pytest.fixture
+def env_for(redis_url: str, tmp_path: Path) -> Callable[..., dict[str, str]]:
+    def make(url: str | None = None, **overrides: str) -> dict[str, str]:
+        return base_env(url or redis_url, tmp_path / "paperboy.db", **overrides)
+
+    return make
+
+
+def test_sigkill_mid_digest_is_finished_by_another_worker_within_a_minute(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    env = env_for(digest_task_timeout="900", stage_delay_seconds="1")
+    stack = start_api(env)
+    workers = [processes("worker", env), processes("worker", env)]
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+
+    victim = holder(stack, task_id, workers)
+    victim.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    status = stack.wait_status(task_id, {"completed", "failed"}, timeout=60)
+    recovered_in = time.monotonic() - killed_at
+
+    assert status["status"] == "completed"
+    assert recovered_in < 60
+    assert status["interruptions"] == 1
+    assert status["failures"] == 0
+    assert_one_outcome(stack, receiver, task_id)
+
+
+def test_sigterm_hands_the_digest_to_the_other_worker(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    env = env_for(stage_delay_seconds="1", worker_shutdown_grace="1", **FAST_LEASES)
+    stack = start_api(env)
+    workers = [processes("worker", env), processes("worker", env)]
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+
+    first = holder(stack, task_id, workers)
+    first.signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    second = next(w for w in workers if w is not first)
+    assert holder(stack, task_id, [second]) is second
+    handed_over_in = time.monotonic() - stopped_at
+
+    assert handed_over_in < 5
+    first.process.wait(timeout=10)
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "completed"
+    assert status["interruptions"] == 1
+
+
+def test_flushall_loses_no_queued_or_running_digest(
+    private_redis: RedisServer,
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    env = env_for(private_redis.url, stage_delay_seconds="0.5", worker_max_jobs="3", **FAST_LEASES)
+    stack = start_api(env)
+    processes("worker", env)
+    processes("worker", env)
+    task_ids = [
+        stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+        for _ in range(10)
+    ]
+    wait_until(lambda: any(stack.status(t)["status"] == "processing" for t in task_ids), 20)
+
+    client = private_redis.client()
+    client.flushall()
+    client.close()
+
+    for task_id in task_ids:
+        status = assert_one_outcome(stack, receiver, task_id)
+        assert status["status"] == "completed"
+
+
+def test_frozen_worker_cannot_overwrite_the_attempt_that_replaced_it(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    env = env_for(stage_delay_seconds="1", **FAST_LEASES)
+    stack = start_api(env)
+    workers = [processes("worker", env), processes("worker", env)]
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+
+    zombie = holder(stack, task_id, workers)
+    zombie.signal(signal.SIGSTOP)
+    status = stack.wait_status(task_id, {"completed", "failed"}, timeout=60)
+    assert status["status"] == "completed"
+    assert status["attempts"] == 2
+    result = status["result"]
+    wait_until(lambda: delivery_ids(receiver, task_id), timeout=20)
+
+    zombie.signal(signal.SIGCONT)
+    wait_until(lambda: "lost its claim" in zombie.log(), timeout=30)
+
+    after = stack.status(task_id)
+    assert after["status"] == "completed"
+    assert after["attempts"] == 2
+    assert after["result"] == result
+    assert len(delivery_ids(receiver, task_id)) == 1
+    assert len(receiver.for_task(task_id)) == 1
+
+
+def test_worker_rides_out_a_redis_restart(
+    private_redis: RedisServer,
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    env = env_for(private_redis.url, stage_delay_seconds="1", **FAST_LEASES)
+    stack = start_api(env)
+    worker = processes("worker", env)
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+    holder(stack, task_id, [worker])
+
+    private_redis.stop()
+    time.sleep(2)  # the outage itself: the worker must survive it
+    private_redis.start()
+
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "completed"
+    assert worker.process.poll() is None
+
+
+def test_three_sigterms_in_a_row_do_not_fail_the_digest(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    # One own failure would end it: interruptions must not count as failures.
+    env = env_for(
+        stage_delay_seconds="1", worker_shutdown_grace="0", digest_max_tries="1", **FAST_LEASES
+    )
+    stack = start_api(env)
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+
+    for _ in range(3):
+        worker = processes("worker", env)
+        holder(stack, task_id, [worker])
+        worker.signal(signal.SIGTERM)
+        worker.process.wait(timeout=15)
+
+    processes("worker", env)
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "completed"
+    assert status["interruptions"] == 3
+    assert status["failures"] == 0
+
+
+def test_crash_looping_task_fails_after_bounded_interruptions(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    env = env_for(stage_delay_seconds="1", digest_max_interruptions="2", **FAST_LEASES)
+    stack = start_api(env)
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+
+    for _ in range(3):
+        worker = processes("worker", env)
+        holder(stack, task_id, [worker])
+        worker.signal(signal.SIGKILL)
+        worker.process.wait(timeout=10)
+
+    processes("worker", env)
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "failed"
+    assert status["error_code"] == "too_many_interruptions"
+    assert status["interruptions"] == 3
