@@ -70,6 +70,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def stamp(moment: datetime | None = None) -> str:
+    """A timestamp as the store keeps it: UTC, always with microseconds, so text order is time
+    order in SQLite too."""
+    return (moment or utcnow()).astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def parse_day(value: str) -> date:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         raise ValueError("must be a date as YYYY-MM-DD")

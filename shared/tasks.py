@@ -23,6 +23,7 @@ from shared.models import (
     Stage,
     TaskStatus,
     Usage,
+    stamp,
     utcnow,
 )
 from shared.store import Backend, Cond, Row
@@ -35,8 +36,15 @@ def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+TIMESTAMPS = ("created_at", "updated_at", "started_at", "finished_at")
+
+
 def _row(task: DigestTask) -> Row:
-    return task.model_dump(mode="json")
+    row = task.model_dump(mode="json")
+    for name in TIMESTAMPS:
+        value = getattr(task, name)
+        row[name] = stamp(value) if value else None
+    return row
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,12 @@ class TaskRepository:
     ) -> IdempotentResult:
         """Bind `key` to `task_id` unless a live binding exists; say which task the key names."""
         now = utcnow()
-        row = {"key": key, "request_hash": body_hash, "task_id": task_id, "created_at": now}
-        encoded = {**row, "created_at": now.isoformat()}
+        encoded = {
+            "key": key,
+            "request_hash": body_hash,
+            "task_id": task_id,
+            "created_at": stamp(now),
+        }
         if await self.backend.insert(keys.IDEMPOTENCY_KEYS, encoded):
             return IdempotentResult(task_id, created=True)
         existing = await self.backend.get(keys.IDEMPOTENCY_KEYS, {"key": key})
@@ -116,8 +128,8 @@ class TaskRepository:
             "interruptions": interruptions,
             "max_attempts": max_failures,
             "worker_id": worker_id,
-            "started_at": (task.started_at or now).isoformat(),
-            "updated_at": now.isoformat(),
+            "started_at": stamp(task.started_at or now),
+            "updated_at": stamp(now),
         }
         if task.running:
             changes["message"] = (
@@ -136,7 +148,7 @@ class TaskRepository:
 
     async def _write(self, task: DigestTask, changes: Row) -> DigestTask:
         """A write by the attempt that owns `task`; raises when it no longer does."""
-        changes = {**changes, "updated_at": utcnow().isoformat()}
+        changes = {**changes, "updated_at": stamp()}
         row = await self.backend.update(
             keys.DIGEST_TASKS,
             {"task_id": task.task_id},
@@ -223,7 +235,7 @@ class TaskRepository:
         return await self._finish(task, TaskStatus.FAILED, changes)
 
     async def _finish(self, task: DigestTask, status: TaskStatus, changes: Row) -> DigestTask:
-        now = utcnow().isoformat()
+        now = stamp()
         callback = CallbackStatus.PENDING if task.callback_url else CallbackStatus.NONE
         return await self._write(
             task,
@@ -247,7 +259,7 @@ class TaskRepository:
         task = await self.get(task_id)
         if task is None or task.status.terminal:
             return None
-        now = utcnow().isoformat()
+        now = stamp()
         callback = CallbackStatus.PENDING if task.callback_url else CallbackStatus.NONE
         row = await self.backend.update(
             keys.DIGEST_TASKS,
