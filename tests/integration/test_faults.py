@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.conftest import Proc, Receiver, RedisServer, Stack, base_env
 from tests.support import digest_body, wait_until
@@ -232,3 +233,47 @@ def test_crash_looping_task_fails_after_bounded_interruptions(
     assert status["status"] == "failed"
     assert status["error_code"] == "too_many_interruptions"
     assert status["interruptions"] == 3
+
+
+def test_a_job_arq_gives_up_on_without_running_it_is_put_back(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+    redis_url: str,
+) -> None:
+    """arq fails a job whose pickup count is used up without calling our code; the store still
+    says the task is active, so the reconciler queues it again and it ends with a callback."""
+    env = env_for(**FAST_LEASES)
+    stack = start_api(env)
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"arq:retry:{task_id}", 1000, ex=3600)
+    client.close()
+
+    worker = processes("worker", env)
+
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "completed"
+    assert "max retries" in worker.log()
+
+
+def test_ready_reports_a_missing_worker(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+) -> None:
+    env = env_for(**FAST_LEASES)
+    stack = start_api(env)
+
+    before = stack.client.get("/ready")
+    processes("worker", env)
+    wait_until(lambda: stack.client.get("/ready").status_code == 200, timeout=20)
+    after = stack.client.get("/ready").json()
+
+    assert before.status_code == 503
+    assert before.json()["status"] == "not_ready"
+    assert before.json()["checks"]["redis"] == "ok"
+    assert before.json()["checks"]["store"] == "ok"
+    assert "no live worker" in before.json()["checks"]["workers"]
+    assert after["checks"] == {"redis": "ok", "store": "ok", "workers": "ok"}
