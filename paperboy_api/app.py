@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from paperboy_api import digests, health
+from paperboy_api import admin, digests, health
 from paperboy_api.errors import http_error
 from paperboy_api.state import AppState
 from shared import queue
@@ -42,6 +42,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/digest-status/{task_id}", digests.digest_status, methods=["GET"]),
         Route("/digest_status/{task_id}", digests.digest_status, methods=["GET"]),
         Route("/digests/{task_id}", digests.digest_html, methods=["GET"]),
+        Route("/admin/tasks", admin.list_tasks, methods=["GET"]),
+        Route("/admin/tasks/{task_id}/retry", admin.retry_task, methods=["POST"]),
+        Route("/admin/tasks/{task_id}/cancel", admin.cancel_task, methods=["POST"]),
+        Route("/admin/queue", admin.queue_state, methods=["GET"]),
         Route("/health", health.health, methods=["GET"]),
         Route("/ready", health.ready, methods=["GET"]),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -96,3 +97,29 @@ def connect(settings: Settings) -> ArqRedis:
     redis.job_deserializer = deserialize
     redis.default_queue_name = keys.QUEUE
     return redis
+
+
+async def queue_summary(redis: ArqRedis) -> dict[str, Any]:
+    """Queued (runnable now), deferred (waiting for a retry or a spread start), running."""
+    now = time.time() * 1000
+    entries = await redis.zrange(keys.QUEUE, 0, -1, withscores=True)
+    ids = [member.decode() for member, _ in entries]
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(keys.ARQ_IN_PROGRESS + job_id)
+        running_flags = await pipe.execute() if ids else []
+    queued_scores = [
+        score
+        for (_, score), running in zip(entries, running_flags, strict=True)
+        if not running and score <= now
+    ]
+    return {
+        "queued": len(queued_scores),
+        "running": sum(1 for flag in running_flags if flag),
+        "deferred": sum(
+            1
+            for (_, score), running in zip(entries, running_flags, strict=True)
+            if not running and score > now
+        ),
+        "oldest_queued_age_s": round((now - min(queued_scores)) / 1000, 3) if queued_scores else 0,
+    }

@@ -295,7 +295,86 @@ class TaskRepository:
             [Cond("callback_status", "eq", CallbackStatus.PENDING.value)],
         )
 
-    # Listings for the reconciler and operators
+    # Operators
+
+    async def reopen(self, task_id: str) -> DigestTask | None:
+        """A failed or cancelled task becomes pending again: a new attempt, the same task id.
+
+        Not while the callback of its outcome is still being delivered: the receiver hears of
+        every terminal status, in order.
+        """
+        task = await self.get(task_id)
+        if task is None or task.status not in {TaskStatus.FAILED, TaskStatus.CANCELLED}:
+            return None
+        if task.callback_status is CallbackStatus.PENDING:
+            return None
+        row = await self.backend.update(
+            keys.DIGEST_TASKS,
+            {"task_id": task_id},
+            {
+                "status": TaskStatus.PENDING.value,
+                "message": f"Retry requested by an operator after {task.status.value}",
+                "stage": Stage.QUEUED.value,
+                "progress": 0.0,
+                "running": False,
+                "failures": 0,
+                "interruptions": 0,
+                "cancel_requested": False,
+                "error": None,
+                "error_code": None,
+                "result": None,
+                "finished_at": None,
+                "callback_status": CallbackStatus.NONE.value,
+                "callback_attempts": 0,
+                "callback_error": None,
+                "delivery_id": None,
+                "updated_at": stamp(),
+            },
+            [
+                Cond("attempt", "eq", task.attempt),
+                Cond("status", "eq", task.status.value),
+                Cond("callback_status", "neq", CallbackStatus.PENDING.value),
+            ],
+        )
+        return DigestTask.model_validate(row) if row else None
+
+    async def cancel(self, task_id: str) -> DigestTask | None:
+        """Cancel an active task: at once when no attempt runs it, else at the attempt's next
+        write. None when the task is unknown or already terminal."""
+        for _ in range(3):
+            task = await self.get(task_id)
+            if task is None or task.status.terminal:
+                return None
+            if not task.running:
+                ended = await self.end_unowned(
+                    task_id, TaskStatus.CANCELLED, "Cancelled by an operator", "cancelled"
+                )
+                if ended is not None:
+                    return ended
+                continue
+            row = await self.backend.update(
+                keys.DIGEST_TASKS,
+                {"task_id": task_id},
+                {"cancel_requested": True, "message": "Cancelling at the next stage boundary"},
+                [Cond("attempt", "eq", task.attempt), Cond("running", "eq", True)],
+            )
+            if row is not None:
+                return DigestTask.model_validate(row)
+        raise FencedError(f"task {task_id} kept changing; try again")
+
+    async def page(
+        self, status: TaskStatus | None, before: str | None, limit: int
+    ) -> list[DigestTask]:
+        """Newest first; `before` is the `created_at` of the last task of the previous page."""
+        where = [Cond("status", "eq", status.value)] if status else []
+        if before:
+            where.append(Cond("created_at", "lt", before))
+        rows = await self.backend.select(
+            keys.DIGEST_TASKS, where, order_by="created_at", descending=True, limit=limit
+        )
+        return [DigestTask.model_validate(row) for row in rows]
+
+    # Listings for the reconciler
 
     async def active(self, limit: int = 1000) -> list[DigestTask]:
         rows = await self.backend.select(

@@ -8,7 +8,7 @@ import pytest
 
 from shared import keys
 from shared.errors import FencedError, TaskCancelledError
-from shared.models import CallbackStatus, DigestTask, Stage, TaskStatus, Usage
+from shared.models import CallbackStatus, DigestTask, Stage, TaskStatus, Usage, stamp
 from shared.store import Backend
 from shared.tasks import TaskRepository
 
@@ -189,3 +189,47 @@ async def test_idempotency_keys(tasks: TaskRepository) -> None:
     assert not same.created and not same.conflict and same.task_id == "t-1"
     assert other.conflict and other.task_id == "t-1"
     assert expired.created and expired.task_id == "t-4"
+
+
+async def test_retry_reopens_a_failed_task_once_its_callback_is_settled(
+    tasks: TaskRepository,
+) -> None:
+    await new_task(tasks)
+    attempt = await claim(tasks)
+    await tasks.fail(attempt, "no sources", "no_sources")
+
+    assert await tasks.reopen("t-1") is None  # the failure callback is still pending
+    await tasks.record_callback("t-1", CallbackStatus.DELIVERED, 1, None)
+    reopened = await tasks.reopen("t-1")
+
+    assert reopened is not None
+    assert reopened.status is TaskStatus.PENDING
+    assert reopened.failures == 0
+    assert reopened.callback_status is CallbackStatus.NONE
+    assert (await claim(tasks)).attempt == 2
+    assert await tasks.reopen("t-1") is None  # processing: nothing to retry
+
+
+async def test_cancel_ends_an_idle_task_at_once_and_flags_a_running_one(
+    tasks: TaskRepository,
+) -> None:
+    await new_task(tasks, "idle")
+    await new_task(tasks, "busy")
+    await claim(tasks, "busy")
+
+    idle = await tasks.cancel("idle")
+    busy = await tasks.cancel("busy")
+
+    assert idle is not None and idle.status is TaskStatus.CANCELLED
+    assert busy is not None and busy.status is TaskStatus.PROCESSING and busy.cancel_requested
+    assert await tasks.cancel("idle") is None
+
+
+async def test_pages_are_newest_first(tasks: TaskRepository) -> None:
+    for index in range(5):
+        await new_task(tasks, f"t-{index}")
+
+    first = await tasks.page(None, None, 2)
+    rest = await tasks.page(None, stamp(first[-1].created_at), 10)
+
+    assert [t.task_id for t in first + rest] == ["t-4", "t-3", "t-2", "t-1", "t-0"]
