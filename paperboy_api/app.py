@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from paperboy_api import admin, digests, health
+from paperboy_api import admin, digests, health, metrics
 from paperboy_api.errors import http_error
 from paperboy_api.state import AppState
 from shared import queue
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/admin/tasks/{task_id}/retry", admin.retry_task, methods=["POST"]),
         Route("/admin/tasks/{task_id}/cancel", admin.cancel_task, methods=["POST"]),
         Route("/admin/queue", admin.queue_state, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/health", health.health, methods=["GET"]),
         Route("/ready", health.ready, methods=["GET"]),
     ]

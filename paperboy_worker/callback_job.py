@@ -46,6 +46,14 @@ async def deliver_callback(ctx: WorkerContext, task_id: str) -> str:
     )
     attempts = task.callback_attempts + 1
     extra = {"task_id": task_id, "delivery_id": task.delivery_id, "attempts": attempts}
+    await ctx["metrics"].inc(
+        "paperboy_callback_deliveries",
+        outcome="delivered"
+        if outcome.delivered
+        else "retryable"
+        if outcome.retryable
+        else "refused",
+    )
     if outcome.delivered:
         await ctx["tasks"].record_callback(task_id, CallbackStatus.DELIVERED, attempts, None)
         log.info("callback delivered", extra=extra)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypedDict
 import httpx
 from arq.connections import ArqRedis
 
+from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.store import Backend
 from shared.tasks import TaskRepository
@@ -31,3 +32,4 @@ class WorkerContext(TypedDict, total=False):
     callback_http: httpx.AsyncClient
     worker_id: str
     heartbeat: Heartbeat
+    metrics: Metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from arq import Retry
 
@@ -41,11 +42,15 @@ async def generate_digest(ctx: WorkerContext, task_id: str) -> str:
         await finished(ctx, gave_up)
         return gave_up.status.value
     log.info("digest attempt started", extra=extra)
+    metrics = ctx["metrics"]
+    await metrics.observe("paperboy_pickup_latency_seconds", _since_runnable(ctx))
     await ctx["heartbeat"].acquire(task_id, task.attempt)
+    started = time.monotonic()
     try:
         ended = await _attempt(ctx, task)
     finally:
         await ctx["heartbeat"].release(task_id)
+        await metrics.observe("paperboy_digest_duration_seconds", time.monotonic() - started)
     if ended is not None:
         await finished(ctx, ended)
         return ended.status.value
@@ -75,6 +80,7 @@ async def _attempt(ctx: WorkerContext, task: DigestTask) -> DigestTask | None:
         return await _transient(ctx, task, message, "timeout", None)
     except asyncio.CancelledError:
         log.warning("attempt interrupted by shutdown; releasing it", extra=extra)
+        await asyncio.shield(ctx["metrics"].inc("paperboy_digest_interruptions"))
         await asyncio.shield(_release(ctx, task))
         raise
 
@@ -89,6 +95,7 @@ async def _transient(
         return await ctx["tasks"].fail(task, f"{message} (after {task.failures + 1} tries)", code)
     delay = backoff_delay(settings.retry_backoff_seconds, task.failures + 1, retry_after)
     await ctx["tasks"].retry_later(task, message, code, delay)
+    await ctx["metrics"].inc("paperboy_digest_retries", error_code=code)
     log.warning("attempt failed, retrying in %.1fs: %s", delay, message, extra=extra)
     raise Retry(defer=delay)
 
@@ -106,5 +113,16 @@ async def finished(ctx: WorkerContext, task: DigestTask) -> None:
         "digest finished",
         extra={"task_id": task.task_id, "attempt": task.attempt, "status": task.status.value},
     )
+    await ctx["metrics"].inc("paperboy_digests_finished", status=task.status.value)
+    if task.status is TaskStatus.FAILED:
+        await ctx["metrics"].inc(
+            "paperboy_digest_failures", error_code=task.error_code or "unknown"
+        )
     if task.callback_url:
         await queue.enqueue_callback(ctx["redis"], task.task_id)
+
+
+def _since_runnable(ctx: WorkerContext) -> float:
+    """Seconds from when the job became runnable (its queue score) to now."""
+    score = ctx.get("score")
+    return max(0.0, time.time() - score / 1000) if score else 0.0

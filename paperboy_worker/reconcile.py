@@ -23,7 +23,10 @@ LIVE = {JobStatus.queued, JobStatus.deferred, JobStatus.in_progress}
 
 
 async def reap_leases(ctx: WorkerContext) -> int:
-    return len(await lease.reap(ctx["redis"], ctx["tasks"]))
+    reaped = len(await lease.reap(ctx["redis"], ctx["tasks"]))
+    if reaped:
+        await ctx["metrics"].inc("paperboy_leases_reaped", reaped)
+    return reaped
 
 
 async def reconcile(ctx: WorkerContext) -> dict[str, int]:
@@ -44,4 +47,8 @@ async def reconcile(ctx: WorkerContext) -> dict[str, int]:
         if await queue.enqueue_callback(redis, task.task_id):
             redelivered += 1
             log.warning("callback had no live job; queued again", extra={"task_id": task.task_id})
+    if requeued:
+        await ctx["metrics"].inc("paperboy_tasks_requeued", requeued, kind="digest")
+    if redelivered:
+        await ctx["metrics"].inc("paperboy_tasks_requeued", redelivered, kind="callback")
     return {"requeued": requeued, "redelivered": redelivered}

@@ -17,6 +17,7 @@ from paperboy_worker.lease import Heartbeat
 from paperboy_worker.reconcile import reap_leases, reconcile
 from shared import keys, queue
 from shared.logs import configure_logging
+from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.store import open_backend
 from shared.tasks import TaskRepository
@@ -26,6 +27,7 @@ async def on_startup(ctx: WorkerContext) -> None:
     settings = ctx["settings"]
     configure_logging(settings)
     ctx["worker_id"] = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    ctx["metrics"] = Metrics(ctx["redis"])
     ctx["backend"] = await open_backend(settings)
     ctx["tasks"] = TaskRepository(ctx["backend"])
     ctx["http"] = httpx.AsyncClient(

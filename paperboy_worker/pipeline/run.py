@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TypeVar
 
 from paperboy_worker.context import WorkerContext
@@ -29,8 +30,11 @@ class Attempt:
         self.settings = ctx["settings"]
         self.request = task.digest_request
         self.degraded = False
+        self._stage_started: tuple[Stage, float] | None = None
 
     async def _stage(self, stage: Stage, progress: float, message: str) -> None:
+        await self._close_stage()
+        self._stage_started = (stage, time.monotonic())
         self.task = await self.ctx["tasks"].progress(self.task, stage, progress, message)
         log.info(
             "digest stage",
@@ -73,6 +77,7 @@ class Attempt:
 
         await self._stage(Stage.RENDER, 0.95, "Rendering the digest")
         html = render_digest(profile, day, picks, highlights, degraded=self.degraded)
+        await self._close_stage()
         return await self.ctx["tasks"].complete(
             self.task,
             result=html,
@@ -91,8 +96,22 @@ class Attempt:
             done.append(pick.model_copy(update={"analysis": analysis}))
         return done
 
+    async def _close_stage(self) -> None:
+        if self._stage_started is not None:
+            stage, began = self._stage_started
+            self._stage_started = None
+            await self.ctx["metrics"].observe(
+                "paperboy_stage_duration_seconds", time.monotonic() - began, stage=stage.value
+            )
+
     async def _account(self, step: Step[T]) -> T:
         self.degraded = self.degraded or step.degraded
         if step.usage.llm_requests:
             self.task = await self.ctx["tasks"].add_usage(self.task, step.usage)
+            metrics = self.ctx["metrics"]
+            await metrics.inc("paperboy_llm_tokens", step.usage.prompt_tokens, kind="prompt")
+            await metrics.inc(
+                "paperboy_llm_tokens", step.usage.completion_tokens, kind="completion"
+            )
+            await metrics.inc("paperboy_llm_cost_usd", step.usage.cost_usd)
         return step.value
