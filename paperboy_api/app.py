@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from paperboy_api import admin, digests, health, metrics
+from paperboy_api import admin, digests, health, metrics, orchestration
 from paperboy_api.errors import http_error
 from paperboy_api.state import AppState
 from shared import queue
@@ -46,6 +46,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/admin/tasks/{task_id}/retry", admin.retry_task, methods=["POST"]),
         Route("/admin/tasks/{task_id}/cancel", admin.cancel_task, methods=["POST"]),
         Route("/admin/queue", admin.queue_state, methods=["GET"]),
+        Route("/admin/orchestration/run", orchestration.run_daily, methods=["POST"]),
+        Route("/admin/orchestration/status/{source_date}", orchestration.daily_status),
+        Route("/admin/profiles", orchestration.upsert_profile, methods=["POST"]),
+        Route("/admin/profiles", orchestration.list_profiles, methods=["GET"]),
+        Route("/admin/profiles/{user_id}", orchestration.remove_profile, methods=["DELETE"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/health", health.health, methods=["GET"]),
         Route("/ready", health.ready, methods=["GET"]),

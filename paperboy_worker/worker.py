@@ -12,6 +12,7 @@ from arq import cron, func
 
 from paperboy_worker.callback_job import deliver_callback
 from paperboy_worker.context import WorkerContext
+from paperboy_worker.daily import catch_up, daily_cron, daily_run
 from paperboy_worker.digest_job import generate_digest
 from paperboy_worker.lease import Heartbeat
 from paperboy_worker.reconcile import reap_leases, reconcile
@@ -42,6 +43,8 @@ async def on_startup(ctx: WorkerContext) -> None:
     )
     ctx["heartbeat"] = Heartbeat(ctx["redis"], settings, ctx["worker_id"])
     await ctx["heartbeat"].start()
+    if settings.orchestration_enabled:
+        await catch_up(ctx)
 
 
 async def on_shutdown(ctx: WorkerContext) -> None:
@@ -59,6 +62,24 @@ def _every(seconds: int) -> set[int]:
     return set(range(0, 60, seconds))
 
 
+def _daily(settings: Settings) -> list[Any]:
+    if not settings.orchestration_enabled:
+        return []
+    # keep_result outlives any clock skew between workers, so a late duplicate of the slot is
+    # refused by arq (and would create nothing anyway: task ids are deterministic).
+    slot = cron(
+        daily_cron,  # type: ignore[arg-type]
+        name="daily_cron",
+        hour={settings.orchestration_hour_utc},
+        minute={0},
+        second={0},
+        timeout=60,
+        keep_result=3600,
+        max_tries=3,
+    )
+    return [slot]
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The keyword arguments of arq's `Worker`, built from settings at the entry point."""
     # arq counts pickups, not failures; our own budgets (failures and interruptions, counted in
@@ -73,6 +94,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 timeout=settings.digest_task_timeout + 60,
                 max_tries=digest_pickups,
             ),
+            func(daily_run, name=keys.DAILY_RUN, timeout=settings.task_timeout, max_tries=3),  # type: ignore[arg-type]
             func(
                 deliver_callback,  # type: ignore[arg-type]
                 name=keys.DELIVER_CALLBACK,
@@ -81,6 +103,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             ),
         ],
         "cron_jobs": [
+            *_daily(settings),
             cron(
                 reap_leases,  # type: ignore[arg-type]
                 name="reap_leases",

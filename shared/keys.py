@@ -7,6 +7,7 @@ QUEUE = "arq:paperboy"
 GENERATE_DIGEST = "generate_digest"
 DELIVER_CALLBACK = "deliver_callback"
 FETCH_SOURCES = "fetch_sources"
+DAILY_RUN = "daily_run"
 
 # Redis keys of our own (arq's own keys start with "arq:")
 PREFIX = "paperboy:"

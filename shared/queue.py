@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -53,14 +53,26 @@ async def open_pool(settings: Settings, *, retries: int | None = None) -> ArqRed
     )
 
 
-async def enqueue_digest(redis: ArqRedis, task_id: str) -> bool:
+async def enqueue_digest(redis: ArqRedis, task_id: str, *, defer: float = 0) -> bool:
     """Queue a digest; False when its job is already queued, running or waiting to retry."""
     job = await redis.enqueue_job(
         keys.GENERATE_DIGEST,
         task_id,
         _job_id=keys.digest_job_id(task_id),
         _queue_name=keys.QUEUE,
+        _defer_by=timedelta(seconds=defer) if defer > 0 else None,
         _expires=JOB_EXPIRES,
+    )
+    return job is not None
+
+
+async def enqueue_daily_run(redis: ArqRedis, source_date: date, run_id: str = "cron") -> bool:
+    """Queue the daily fan-out for a date; each run id is its own run (all of them idempotent)."""
+    job = await redis.enqueue_job(
+        keys.DAILY_RUN,
+        source_date.isoformat(),
+        _job_id=f"daily:{source_date.isoformat()}:{run_id}",
+        _queue_name=keys.QUEUE,
     )
     return job is not None
 

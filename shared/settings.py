@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     orchestration_enabled: bool = False
     orchestration_hour_utc: int = Field(default=13, ge=0, le=23)
     orchestration_catchup_hours: int = Field(default=6, ge=0, le=72)
+    # Seconds between the starts of successive daily digests, so the provider is not hit at once.
+    daily_spread_seconds: float = Field(default=2.0, ge=0, le=600)
 
     # Fault drills and demos: a pause at every stage boundary, to watch or interrupt a digest.
     stage_delay_seconds: float = Field(default=0, ge=0, le=60)

@@ -12,7 +12,7 @@ from typing import Any
 
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
-REDIS_DB = 13  # never 0: tests keep out of anyone's data
+REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "13"))  # never 0: keep out of anyone's data
 API_KEY = "test-key"
 SIGNING_SECRET = "test-signing-secret"
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,11 +1,13 @@
-"""Where a digest's candidates come from: the bundled sample, or the arXiv API."""
+"""Where a digest's papers come from: the bundled sample, or the arXiv API, per category."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from datetime import date
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
 import httpx
 
@@ -17,75 +19,132 @@ from shared.settings import Settings
 log = logging.getLogger("paperboy.sources")
 
 
+class _Page(NamedTuple):
+    items: list[Item]
+    total: int
+
+
 async def load_items(
     http: httpx.AsyncClient, settings: Settings, day: date, categories: Sequence[str]
 ) -> list[Item]:
+    """The day's papers in any of `categories`: the sample, or one combined arXiv query."""
     if settings.source_mode == "sample":
         return await arxiv_feed.load_sample(settings.arxiv_sample_path, categories)
-    return await fetch_arxiv(http, settings, day, categories)
+    return await fetch_arxiv(http, settings, arxiv_query(day, categories))
+
+
+async def fetch_arxiv_category(
+    http: httpx.AsyncClient, settings: Settings, day: date, category: str
+) -> list[Item]:
+    """One category's submissions on `day`, with abstracts; what `daily_sources` stores."""
+    return await fetch_arxiv(http, settings, arxiv_query(day, [category]))
+
+
+async def fetch_arxiv_categories(
+    http: httpx.AsyncClient, settings: Settings, day: date, categories: Sequence[str]
+) -> dict[str, list[Item]]:
+    """Each category's submissions, fetched in turn with the polite delay between them."""
+    fetched: dict[str, list[Item]] = {}
+    for category in dict.fromkeys(categories):
+        if fetched:
+            await asyncio.sleep(settings.arxiv_page_delay_seconds)
+        fetched[category] = await fetch_arxiv_category(http, settings, day, category)
+    return fetched
+
+
+def merge_items(groups: Iterable[Iterable[Item]]) -> list[Item]:
+    """The union of several listings, each item once: arXiv lists a cross-listed paper under
+    every one of its categories."""
+    merged: dict[str, Item] = {}
+    for group in groups:
+        for item in group:
+            merged.setdefault(item.item_id, item)
+    return list(merged.values())
 
 
 def arxiv_query(day: date, categories: Sequence[str]) -> str:
-    cats = " OR ".join(f"cat:{c}" for c in categories)
+    """The API's `search_query` for the submissions of `day` in any of `categories`."""
     stamp = day.strftime("%Y%m%d")
-    return f"({cats}) AND submittedDate:[{stamp}0000 TO {stamp}2359]"
+    cats = " OR ".join(f"cat:{c}" for c in categories)
+    if len(categories) > 1:
+        cats = f"({cats})"
+    return f"{cats} AND submittedDate:[{stamp}0000 TO {stamp}2359]"
 
 
-async def fetch_arxiv(
-    http: httpx.AsyncClient, settings: Settings, day: date, categories: Sequence[str]
-) -> list[Item]:
-    """All of a day's submissions in `categories`, with abstracts, page by page."""
-    items: list[Item] = []
-    start = 0
-    while start < settings.arxiv_max_results:
+async def fetch_arxiv(http: httpx.AsyncClient, settings: Settings, query: str) -> list[Item]:
+    """Every hit of `query`, page by page, up to `arxiv_max_results`.
+
+    All or nothing: a failed or inconsistent page raises rather than returning part of a day.
+    """
+    pages: list[list[Item]] = []
+    start, total = 0, settings.arxiv_max_results
+    while start < min(total, settings.arxiv_max_results):
         if start:
-            await asyncio.sleep(settings.arxiv_page_delay_seconds)  # the API asks for 3 s
-        page = await _page(http, settings, day, categories, start)
-        items.extend(page.items)
-        start += settings.arxiv_page_size
-        if not page.items or start >= page.total:
-            break
-    return list({item.item_id: item for item in items}.values())
+            await asyncio.sleep(settings.arxiv_page_delay_seconds)  # arXiv asks for 3 s
+        size = min(settings.arxiv_page_size, settings.arxiv_max_results - start)
+        page = await _page(http, settings.arxiv_api_url, query, start, size)
+        if not page.items and start < page.total:
+            # Under load arXiv sometimes answers an empty page mid-listing; keeping what came
+            # before would store a truncated day as if it were complete.
+            raise TransientError(
+                f"arXiv API sent an empty page at {start} of {page.total}",
+                code="source_unavailable",
+            )
+        pages.append(page.items)
+        start, total = start + size, page.total
+    items = merge_items(pages)
+    log.info("arxiv fetched", extra={"query": query, "total": total, "items": len(items)})
+    if total > settings.arxiv_max_results:
+        log.warning(
+            "arxiv listing truncated",
+            extra={"query": query, "total": total, "kept": settings.arxiv_max_results},
+        )
+    return items
 
 
-class _Page:
-    def __init__(self, items: list[Item], total: int) -> None:
-        self.items = items
-        self.total = total
-
-
-async def _page(
-    http: httpx.AsyncClient, settings: Settings, day: date, categories: Sequence[str], start: int
-) -> _Page:
+async def _page(http: httpx.AsyncClient, url: str, query: str, start: int, size: int) -> _Page:
     params: dict[str, str | int] = {
-        "search_query": arxiv_query(day, categories),
+        "search_query": query,
         "start": start,
-        "max_results": settings.arxiv_page_size,
+        "max_results": size,
         "sortBy": "submittedDate",
         "sortOrder": "descending",
     }
     try:
-        response = await http.get(settings.arxiv_api_url, params=params, timeout=30)
+        response = await http.get(url, params=params)
     except httpx.HTTPError as exc:
         raise TransientError(f"arXiv API unreachable: {exc!r}", code="source_unavailable") from exc
-    if response.status_code in {408, 429} or response.status_code >= 500:
+    if is_transient_status(response.status_code):
         raise TransientError(
             f"arXiv API answered {response.status_code}",
             code="source_unavailable",
-            retry_after=_retry_after(response),
+            retry_after=retry_after(response),
         )
     if response.status_code != 200:
         raise PermanentError(f"arXiv API answered {response.status_code}", code="source_rejected")
     try:
-        return _Page(
-            arxiv_feed.parse_feed(response.content), arxiv_feed.total_results(response.content)
-        )
+        feed = response.content
+        return _Page(arxiv_feed.parse_feed(feed), arxiv_feed.total_results(feed))
     except arxiv_feed.FeedError as exc:
         raise TransientError(
-            f"arXiv API sent an unreadable feed: {exc}", code="source_invalid"
+            f"arXiv API sent an unreadable feed: {exc}", code="source_unavailable"
         ) from exc
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
+def is_transient_status(status: int) -> bool:
+    """Statuses another attempt may not see: timeouts, throttling and server errors."""
+    return status in {408, 429} or status >= 500
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The server's `Retry-After` in seconds (delta or HTTP date), if it sent a usable one."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,105 @@
+"""The daily run by hand, its counts, and the profiles it writes for."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError, field_validator
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from paperboy_api.auth import require_api_key
+from paperboy_api.body import read_json
+from paperboy_api.errors import ApiError, field_errors
+from paperboy_api.state import app_state
+from shared import keys, queue
+from shared.models import TaskStatus, parse_day, utcnow
+from shared.profiles import Profile, ProfileRepository
+from shared.store import Cond
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    source_date: StrictStr | None = None
+
+    @field_validator("source_date")
+    @classmethod
+    def _real_date(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_day(value)
+        return value
+
+    def day(self) -> date:
+        return parse_day(self.source_date) if self.source_date else utcnow().date() - timedelta(1)
+
+
+async def run_daily(request: Request) -> Response:
+    require_api_key(request)
+    headers = request.headers
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    body = await read_json(request) if has_body else {}
+    try:
+        run = RunRequest.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, field_errors(exc)) from exc
+    day = run.day()
+    try:
+        await queue.enqueue_daily_run(app_state(request)["redis"], day, uuid.uuid4().hex)
+    except RedisError as exc:
+        raise ApiError(503, "Cannot queue the run right now", {"Retry-After": "5"}) from exc
+    return JSONResponse({"source_date": day.isoformat(), "status": "accepted"}, status_code=202)
+
+
+async def daily_status(request: Request) -> Response:
+    require_api_key(request)
+    try:
+        day = parse_day(request.path_params["source_date"])
+    except ValueError as exc:
+        raise ApiError(
+            422, [{"loc": ["path", "source_date"], "msg": str(exc), "type": "value_error"}]
+        ) from exc
+    backend = app_state(request)["backend"]
+    base = [Cond("source_date", "eq", day.isoformat()), Cond("user_id", "is_null", False)]
+    counts = {
+        status.value: await backend.count(
+            keys.DIGEST_TASKS, [*base, Cond("status", "eq", status.value)]
+        )
+        for status in TaskStatus
+    }
+    profiles = len(await ProfileRepository(backend).eligible())
+    return JSONResponse(
+        {
+            "source_date": day.isoformat(),
+            "profiles": profiles,
+            "digests": sum(counts.values()),
+            "by_status": counts,
+        }
+    )
+
+
+async def upsert_profile(request: Request) -> Response:
+    require_api_key(request)
+    try:
+        profile = Profile.model_validate(await read_json(request))
+    except ValidationError as exc:
+        raise ApiError(422, field_errors(exc)) from exc
+    await ProfileRepository(app_state(request)["backend"]).upsert(profile)
+    return JSONResponse(profile.model_dump(), status_code=200)
+
+
+async def list_profiles(request: Request) -> Response:
+    require_api_key(request)
+    profiles = await ProfileRepository(app_state(request)["backend"]).all()
+    return JSONResponse({"items": [p.model_dump() for p in profiles]})
+
+
+async def remove_profile(request: Request) -> Response:
+    require_api_key(request)
+    if not await ProfileRepository(app_state(request)["backend"]).remove(
+        request.path_params["user_id"]
+    ):
+        raise ApiError(404, "Profile not found")
+    return Response(status_code=204)

@@ -1,0 +1,117 @@
+"""The daily run: one digest per eligible profile for yesterday's sources, every day.
+
+Task ids derive from (user, source date), so a date run twice, by two workers at once, by the
+cron and by an operator, still creates each digest once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from pydantic import ValidationError
+
+from paperboy_worker.context import WorkerContext
+from shared import queue
+from shared.models import DigestRequest, DigestTask
+from shared.profiles import Profile, ProfileRepository
+
+log = logging.getLogger("paperboy.daily")
+
+DAILY_NAMESPACE = uuid.UUID("8f1d7a52-3c51-4d7e-9a3e-5b0c2f6d9e11")
+
+
+def daily_task_id(user_id: str, source_date: date) -> str:
+    return str(uuid.uuid5(DAILY_NAMESPACE, f"{user_id}:{source_date.isoformat()}"))
+
+
+def last_slot(now: datetime, hour: int) -> datetime:
+    """The most recent daily slot at `hour`:00 UTC at or before `now`."""
+    slot = now.astimezone(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return slot if slot <= now else slot - timedelta(days=1)
+
+
+def missed_source_date(now: datetime, hour: int, catchup_hours: int) -> date | None:
+    """The source date of the last slot if it lies within the catch-up window, else None.
+
+    Running a slot that did run already is harmless (task ids are deterministic), so a worker
+    starting inside the window simply runs it.
+    """
+    slot = last_slot(now, hour)
+    if now - slot > timedelta(hours=catchup_hours):
+        return None
+    return slot.date() - timedelta(days=1)
+
+
+def request_for(
+    profile: Profile, source_date: date, callback_url: str | None, *, allow_private: bool
+) -> DigestRequest:
+    body = {
+        "user_info": {
+            "name": profile.name,
+            "title": profile.title,
+            "goals": profile.goals,
+            "news_interest": profile.interests,
+        },
+        "source_date": source_date.isoformat(),
+        "callback_url": callback_url,
+    }
+    return DigestRequest.model_validate(body, context={"allow_private": allow_private})
+
+
+async def daily_run(ctx: WorkerContext, source_date_text: str) -> dict[str, int]:
+    """Create and queue one digest per eligible profile; existing ones are left alone."""
+    settings = ctx["settings"]
+    source_date = date.fromisoformat(source_date_text)
+    profiles = await ProfileRepository(ctx["backend"]).eligible()
+    created = 0
+    for index, profile in enumerate(profiles):
+        try:
+            request = request_for(
+                profile,
+                source_date,
+                settings.daily_callback_url,
+                allow_private=settings.callback_allow_private_networks,
+            )
+        except ValidationError as exc:
+            log.warning(
+                "profile skipped: %s", exc.errors()[0]["msg"], extra={"user_id": profile.user_id}
+            )
+            continue
+        task = DigestTask(
+            task_id=daily_task_id(profile.user_id, source_date),
+            request=request.model_dump(mode="json"),
+            user_id=profile.user_id,
+            source_date=source_date.isoformat(),
+            callback_url=request.callback_url,
+            max_attempts=settings.digest_max_tries,
+        )
+        if not await ctx["tasks"].create(task):
+            continue
+        created += 1
+        await queue.enqueue_digest(
+            ctx["redis"], task.task_id, defer=index * settings.daily_spread_seconds
+        )
+    log.info(
+        "daily run queued digests",
+        extra={"status": f"{created} new of {len(profiles)} profiles for {source_date_text}"},
+    )
+    return {"profiles": len(profiles), "created": created}
+
+
+async def daily_cron(ctx: WorkerContext) -> bool:
+    """The scheduled slot: yesterday's digests."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    return await queue.enqueue_daily_run(ctx["redis"], yesterday)
+
+
+async def catch_up(ctx: WorkerContext) -> date | None:
+    """At worker start: run a slot that was missed while no worker was up."""
+    settings = ctx["settings"]
+    missed = missed_source_date(
+        datetime.now(UTC), settings.orchestration_hour_utc, settings.orchestration_catchup_hours
+    )
+    if missed is not None:
+        await queue.enqueue_daily_run(ctx["redis"], missed)
+    return missed

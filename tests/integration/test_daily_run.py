@@ -1,0 +1,67 @@
+"""The daily fan-out on real processes: triggered twice, twice at once, still one digest each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Proc, Receiver, Stack, base_env
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+DAY = "2026-11-22"
+
+
+def test_daily_run_creates_one_digest_and_one_callback_per_profile(
+    redis_url: str,
+    tmp_path: Path,
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    env = base_env(
+        redis_url,
+        tmp_path / "paperboy.db",
+        daily_callback_url=receiver.url,
+        daily_spread_seconds="0.02",
+        worker_max_jobs="20",
+    )
+    stack = start_api(env)
+    for index in range(25):
+        profile = {
+            "user_id": f"user-{index:02d}",
+            "name": f"Reader {index}",
+            "goals": "retrieval-augmented generation and language model agents",
+        }
+        assert stack.client.post("/admin/profiles", json=profile).status_code == 200
+    removed = {"user_id": "gone", "name": "Gone", "goals": "graphs"}
+    stack.client.post("/admin/profiles", json=removed)
+    assert stack.client.delete("/admin/profiles/gone").status_code == 204
+
+    def trigger() -> int:
+        return stack.client.post("/admin/orchestration/run", json={"source_date": DAY}).status_code
+
+    assert trigger() == 202
+    processes("worker", env)
+    processes("worker", env)
+    with ThreadPoolExecutor(2) as pool:  # two runs at the same moment, one per worker
+        assert list(pool.map(lambda _: trigger(), range(2))) == [202, 202]
+
+    def all_completed() -> dict[str, object] | None:
+        status = stack.client.get(f"/admin/orchestration/status/{DAY}").json()
+        return status if status["by_status"]["completed"] == 25 else None
+
+    status = wait_until(all_completed, timeout=90, interval=0.5)
+    wait_until(lambda: len(receiver.deliveries) >= 25, timeout=30)
+
+    assert status["digests"] == 25
+    assert status["profiles"] == 25
+    assert len(receiver.deliveries) == 25
+    assert len({d.json["task_id"] for d in receiver.deliveries}) == 25
+    listed = stack.client.get("/admin/tasks", params={"limit": "200"}).json()["items"]
+    assert len(listed) == 25
+    assert {item["user_id"] for item in listed} == {f"user-{i:02d}" for i in range(25)}
