@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     fireworks_model: str = "accounts/fireworks/models/llama-v3p1-70b-instruct"
     llm_rpm: int = Field(default=500, ge=1)
     llm_tpm: int = Field(default=200_000, ge=1)
+    llm_analysis_concurrency: int = Field(default=4, ge=1, le=32)
 
     # Sources
     source_mode: Literal["sample", "live"] = "sample"

@@ -1,23 +1,37 @@
-"""One digest attempt, stage by stage; progress is written at every stage boundary."""
+"""One digest attempt, stage by stage.
+
+Progress is written at every stage boundary and after every analysis: each write is where a
+cancelled or superseded attempt stops. Paid steps (rank, each analysis, highlights) are
+checkpointed as they complete, so a retried or resumed digest replays them for free.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
 
 from paperboy_worker.context import WorkerContext
-from paperboy_worker.pipeline.items import Pick, Profile
+from paperboy_worker.pipeline.checkpoints import Checkpoints
+from paperboy_worker.pipeline.daily_sources import papers_for
+from paperboy_worker.pipeline.items import Analysis, Item, Pick, Profile
+from paperboy_worker.pipeline.news import fetch_news, news_query
 from paperboy_worker.pipeline.render import render_digest
 from paperboy_worker.pipeline.shortlist import shortlist
-from paperboy_worker.pipeline.sources import load_items
 from paperboy_worker.pipeline.writer import Step, Writer
-from shared.errors import NoSourcesError, NothingRelevantError
+from shared.errors import NoSourcesError, NothingRelevantError, PermanentError
 from shared.models import DigestTask, Stage
 
 log = logging.getLogger("paperboy.pipeline")
 T = TypeVar("T")
+
+PICKS = TypeAdapter(list[Pick])
+ANALYSIS = TypeAdapter(Analysis)
+HIGHLIGHTS = TypeAdapter(list[str])
 
 
 class Attempt:
@@ -30,52 +44,47 @@ class Attempt:
         self.settings = ctx["settings"]
         self.request = task.digest_request
         self.degraded = False
+        self.checkpoints = Checkpoints(ctx["redis"], task.task_id)
+        self.replayed: dict[str, Any] = {}
+        self._writes = asyncio.Lock()  # concurrent analyses share one task row
         self._stage_started: tuple[Stage, float] | None = None
-
-    async def _stage(self, stage: Stage, progress: float, message: str) -> None:
-        await self._close_stage()
-        self._stage_started = (stage, time.monotonic())
-        self.task = await self.ctx["tasks"].progress(self.task, stage, progress, message)
-        log.info(
-            "digest stage",
-            extra={
-                "task_id": self.task.task_id,
-                "attempt": self.task.attempt,
-                "stage": stage.value,
-            },
-        )
-        if self.settings.stage_delay_seconds:
-            await asyncio.sleep(self.settings.stage_delay_seconds)
 
     async def run(self) -> DigestTask:
         user = self.request.user_info
         profile = Profile(
             name=user.name, title=user.title, goals=user.goals, news_interest=user.news_interest
         )
-        day = self.request.effective_date()
-        await self._stage(Stage.SOURCES, 0.05, f"Loading sources for {day.isoformat()}")
-        items = await load_items(self.ctx["http"], self.settings, day, self.request.categories)
-        if not items:
-            raise NoSourcesError(
-                f"No papers found for {day.isoformat()} in {', '.join(self.request.categories)}"
-            )
+        self.replayed = await self.checkpoints.load()
+        papers, news = await self._sources(profile)
 
-        await self._stage(Stage.SHORTLIST, 0.15, f"Shortlisting {len(items)} candidates")
-        candidates = shortlist(items, profile, self.settings.ranking_input_max_articles)
+        await self._stage(Stage.SHORTLIST, 0.15, f"Shortlisting {len(papers) + len(news)} items")
+        limit = self.settings.ranking_input_max_articles
+        paper_candidates = shortlist(papers, profile, limit)
+        news_candidates = shortlist(news, profile, limit)
 
-        await self._stage(Stage.RANK, 0.25, f"Ranking {len(candidates)} candidates")
+        await self._stage(Stage.RANK, 0.25, f"Ranking {len(paper_candidates)} candidates")
         top_n = self.request.top_n_articles or self.settings.top_n_articles
-        ranked = await self.writer.rank(candidates, profile, top_n)
-        picks = await self._account(ranked)
+        picks = await self._paid(
+            "rank:papers", PICKS, lambda: self.writer.rank(paper_candidates, profile, top_n)
+        )
+        if news_candidates:
+            top_news = self.request.top_n_news or self.settings.top_n_news
+            news_picks: list[Pick] = await self._paid(
+                "rank:news", PICKS, lambda: self.writer.rank(news_candidates, profile, top_news)
+            )
+            picks = picks + news_picks
         if not picks:
-            raise NothingRelevantError("None of the day's papers matches the profile")
+            raise NothingRelevantError("None of the day's items matches the profile")
 
         picks = await self._analyse(picks, profile)
 
         await self._stage(Stage.HIGHLIGHTS, 0.85, "Writing highlights")
-        highlights = await self._account(await self.writer.highlights(picks, profile))
+        highlights = await self._paid(
+            "highlights", HIGHLIGHTS, lambda: self.writer.highlights(picks, profile)
+        )
 
         await self._stage(Stage.RENDER, 0.95, "Rendering the digest")
+        day = self.request.effective_date()
         html = render_digest(profile, day, picks, highlights, degraded=self.degraded)
         await self._close_stage()
         return await self.ctx["tasks"].complete(
@@ -85,16 +94,94 @@ class Attempt:
             degraded=self.degraded,
         )
 
+    async def _sources(self, profile: Profile) -> tuple[list[Item], list[Item]]:
+        day = self.request.effective_date()
+        await self._stage(Stage.SOURCES, 0.05, f"Loading sources for {day.isoformat()}")
+        wanted = self.request.digest_sources
+        papers: list[Item] = []
+        if wanted is None or wanted.arxiv:
+            papers = await papers_for(self.ctx, day, self.request.categories)
+        news_on = (
+            self.settings.news_enabled
+            if wanted is None or wanted.news_api is None
+            else (wanted.news_api)
+        )
+        news = await self._news(profile, day) if news_on and self.settings.newsapi_key else []
+        if not papers and not news:
+            where = ", ".join(self.request.categories)
+            raise NoSourcesError(f"No papers or news found for {day.isoformat()} in {where}")
+        return papers, news
+
+    async def _news(self, profile: Profile, day: Any) -> list[Item]:
+        query = news_query(profile.news_interest, profile.goals)
+        if not query:
+            return []
+        try:
+            return await fetch_news(self.ctx["http"], self.settings, query, day)
+        except PermanentError as exc:
+            # The papers still make a digest; say that news is missing instead of failing.
+            log.warning("news unavailable: %s", exc.message, extra=self._extra())
+            self.degraded = True
+            return []
+
     async def _analyse(self, picks: list[Pick], profile: Profile) -> list[Pick]:
-        done: list[Pick] = []
-        for index, pick in enumerate(picks):
-            progress = 0.3 + 0.5 * index / len(picks)
-            await self._stage(
-                Stage.ANALYSE, progress, f"Analysing pick {index + 1} of {len(picks)}"
+        done = 0
+        await self._stage(Stage.ANALYSE, 0.3, f"Analysing {len(picks)} picks")
+        bound = asyncio.Semaphore(self.settings.llm_analysis_concurrency)
+
+        async def one(pick: Pick) -> Pick:
+            nonlocal done
+            async with bound:
+                analysis = await self._paid(
+                    f"analyse:{pick.item.item_id}",
+                    ANALYSIS,
+                    lambda: self.writer.analyse(pick, profile),
+                )
+            done += 1
+            await self._progress(0.3 + 0.5 * done / len(picks), f"Analysed {done} of {len(picks)}")
+            return pick.model_copy(update={"analysis": analysis})
+
+        return list(await asyncio.gather(*(one(pick) for pick in picks)))
+
+    async def _paid(
+        self, name: str, adapter: TypeAdapter[T], produce: Callable[[], Awaitable[Step[T]]]
+    ) -> T:
+        """A paid step's output: replayed from its checkpoint, else produced and checkpointed."""
+        if name in self.replayed:
+            saved = self.replayed[name]
+            self.degraded = self.degraded or bool(saved["degraded"])
+            return adapter.validate_python(saved["value"])
+        step = await produce()
+        self.degraded = self.degraded or step.degraded
+        if step.usage.llm_requests:
+            await self._add_usage(step)
+        value = adapter.dump_python(step.value, mode="json")
+        await self.checkpoints.save(name, {"value": value, "degraded": step.degraded})
+        return step.value
+
+    async def _add_usage(self, step: Step[Any]) -> None:
+        async with self._writes:
+            self.task = await self.ctx["tasks"].add_usage(self.task, step.usage)
+        metrics = self.ctx["metrics"]
+        await metrics.inc("paperboy_llm_tokens", step.usage.prompt_tokens, kind="prompt")
+        await metrics.inc("paperboy_llm_tokens", step.usage.completion_tokens, kind="completion")
+        await metrics.inc("paperboy_llm_cost_usd", step.usage.cost_usd)
+
+    async def _progress(self, progress: float, message: str) -> None:
+        assert self._stage_started is not None
+        async with self._writes:
+            self.task = await self.ctx["tasks"].progress(
+                self.task, self._stage_started[0], progress, message
             )
-            analysis = await self._account(await self.writer.analyse(pick, profile))
-            done.append(pick.model_copy(update={"analysis": analysis}))
-        return done
+
+    async def _stage(self, stage: Stage, progress: float, message: str) -> None:
+        await self._close_stage()
+        self._stage_started = (stage, time.monotonic())
+        async with self._writes:
+            self.task = await self.ctx["tasks"].progress(self.task, stage, progress, message)
+        log.info("digest stage", extra={**self._extra(), "stage": stage.value})
+        if self.settings.stage_delay_seconds:
+            await asyncio.sleep(self.settings.stage_delay_seconds)
 
     async def _close_stage(self) -> None:
         if self._stage_started is not None:
@@ -104,14 +191,5 @@ class Attempt:
                 "paperboy_stage_duration_seconds", time.monotonic() - began, stage=stage.value
             )
 
-    async def _account(self, step: Step[T]) -> T:
-        self.degraded = self.degraded or step.degraded
-        if step.usage.llm_requests:
-            self.task = await self.ctx["tasks"].add_usage(self.task, step.usage)
-            metrics = self.ctx["metrics"]
-            await metrics.inc("paperboy_llm_tokens", step.usage.prompt_tokens, kind="prompt")
-            await metrics.inc(
-                "paperboy_llm_tokens", step.usage.completion_tokens, kind="completion"
-            )
-            await metrics.inc("paperboy_llm_cost_usd", step.usage.cost_usd)
-        return step.value
+    def _extra(self) -> dict[str, Any]:
+        return {"task_id": self.task.task_id, "attempt": self.task.attempt}

@@ -24,15 +24,6 @@ class _Page(NamedTuple):
     total: int
 
 
-async def load_items(
-    http: httpx.AsyncClient, settings: Settings, day: date, categories: Sequence[str]
-) -> list[Item]:
-    """The day's papers in any of `categories`: the sample, or one combined arXiv query."""
-    if settings.source_mode == "sample":
-        return await arxiv_feed.load_sample(settings.arxiv_sample_path, categories)
-    return await fetch_arxiv(http, settings, arxiv_query(day, categories))
-
-
 async def fetch_arxiv_category(
     http: httpx.AsyncClient, settings: Settings, day: date, category: str
 ) -> list[Item]:

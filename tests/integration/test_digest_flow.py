@@ -184,11 +184,13 @@ def test_transient_failure_retries_with_growing_delays(
             source_mode="live",
             arxiv_api_url=arxiv.url,
             retry_backoff_seconds="[0.4, 1.0, 2.0]",
+            arxiv_page_delay_seconds="0",
         )
         stack = start_api(env)
         processes("worker", env)
 
-        task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+        body = digest_body(callback_url=receiver.url, categories=["cs.AI"])
+        task_id = stack.post_digest(body).json()["task_id"]
         status = stack.wait_status(task_id, {"completed", "failed"}, timeout=45)
 
     assert status["status"] == "completed", status

@@ -15,7 +15,6 @@ from paperboy_worker.pipeline.sources import (
     arxiv_query,
     fetch_arxiv_categories,
     fetch_arxiv_category,
-    load_items,
     merge_items,
 )
 from shared.errors import PermanentError, TransientError
@@ -337,31 +336,3 @@ async def test_categories_are_fetched_one_by_one_and_merged_without_duplicates(
         "arXiv:2611.00002",
         "arXiv:2611.00003",
     ]
-
-
-# load_items, as the pipeline calls it today
-
-
-async def test_sample_mode_reads_the_bundled_feed_without_a_request(
-    mock: respx.MockRouter, http: httpx.AsyncClient
-) -> None:
-    route = mock.route()
-
-    items = await load_items(http, settings(source_mode="sample"), DAY, ["cs.CL"])
-
-    assert route.call_count == 0
-    assert items
-    assert all("cs.CL" in item.categories for item in items)
-
-
-async def test_live_mode_asks_once_for_all_requested_categories(
-    mock: respx.MockRouter, http: httpx.AsyncClient
-) -> None:
-    route = mock.get(API_URL).respond(200, content=SAMPLE)
-
-    items = await load_items(http, settings(), DAY, ["cs.AI", "cs.LG"])
-
-    assert sent(route, "search_query") == [
-        "(cat:cs.AI OR cat:cs.LG) AND submittedDate:[202611220000 TO 202611222359]"
-    ]
-    assert len(items) == 60

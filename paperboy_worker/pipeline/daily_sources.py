@@ -1,0 +1,109 @@
+"""A day's papers, fetched once per (source date, category) and shared by every digest of it.
+
+The first digest (or fetch task) of a new date takes a Redis lock per category and fetches; the
+others wait for the stored row instead of each hitting the arXiv API. The row in the store is
+what counts: a lock lost with Redis only costs a second fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import date
+
+from redis.exceptions import RedisError
+
+from paperboy_worker.context import WorkerContext
+from paperboy_worker.pipeline import arxiv_feed
+from paperboy_worker.pipeline.items import Item
+from paperboy_worker.pipeline.sources import fetch_arxiv_category, merge_items
+from shared import keys
+from shared.errors import TransientError
+from shared.models import stamp
+
+log = logging.getLogger("paperboy.sources")
+
+LOCK_SECONDS = 300
+POLL_SECONDS = 0.5
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def papers_for(ctx: WorkerContext, day: date, categories: Sequence[str]) -> list[Item]:
+    """The union of the day's papers in `categories` (sample mode: the bundled feed)."""
+    settings = ctx["settings"]
+    if settings.source_mode == "sample":
+        return await arxiv_feed.load_sample(settings.arxiv_sample_path, categories)
+    groups = [await category_papers(ctx, day, category) for category in dict.fromkeys(categories)]
+    return merge_items(groups)
+
+
+async def stored(ctx: WorkerContext, day: date, category: str) -> list[Item] | None:
+    row = await ctx["backend"].get(
+        keys.DAILY_SOURCES, {"source_date": day.isoformat(), "category": category}
+    )
+    return [Item.model_validate(item) for item in row["items"]] if row else None
+
+
+async def category_papers(ctx: WorkerContext, day: date, category: str) -> list[Item]:
+    deadline = time.monotonic() + ctx["settings"].task_timeout
+    lock = f"{keys.PREFIX}lock:sources:{day.isoformat()}:{category}"
+    while True:
+        cached = await stored(ctx, day, category)
+        if cached is not None:
+            return cached
+        token = uuid.uuid4().hex
+        if await _acquire(ctx, lock, token):
+            try:
+                return await _fetch_and_store(ctx, day, category)
+            finally:
+                await _release(ctx, lock, token)
+        if time.monotonic() > deadline:
+            raise TransientError(
+                f"{category} for {day.isoformat()} is still being fetched elsewhere",
+                code="source_unavailable",
+            )
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _fetch_and_store(ctx: WorkerContext, day: date, category: str) -> list[Item]:
+    cached = await stored(ctx, day, category)  # filled while we waited for the lock
+    if cached is not None:
+        return cached
+    items = await fetch_arxiv_category(ctx["http"], ctx["settings"], day, category)
+    if items:
+        # An empty answer is not stored: arXiv sometimes answers nothing for a day that has
+        # papers, and a stored empty row would hide them from every later digest.
+        row = {
+            "source_date": day.isoformat(),
+            "category": category,
+            "items": [item.model_dump(mode="json") for item in items],
+            "item_count": len(items),
+            "fetched_at": stamp(),
+        }
+        await ctx["backend"].upsert(keys.DAILY_SOURCES, row)
+    log.info(
+        "sources fetched",
+        extra={"status": f"{len(items)} papers in {category} for {day.isoformat()}"},
+    )
+    return items
+
+
+async def _acquire(ctx: WorkerContext, lock: str, token: str) -> bool:
+    try:
+        return bool(await ctx["redis"].set(lock, token, nx=True, ex=LOCK_SECONDS))
+    except RedisError:
+        return True  # no Redis, no coordination: fetching twice beats not fetching
+
+
+async def _release(ctx: WorkerContext, lock: str, token: str) -> None:
+    try:
+        await ctx["redis"].eval(_RELEASE, 1, lock, token)  # type: ignore[misc]
+    except RedisError:
+        log.warning("sources lock not released; it expires on its own")
