@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from paperboy_api import admin, digests, health, metrics, orchestration
+from paperboy_api import admin, dashboard, digests, fetches, health, metrics, orchestration
 from paperboy_api.errors import http_error
 from paperboy_api.state import AppState
 from shared import queue
@@ -42,15 +42,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/digest-status/{task_id}", digests.digest_status, methods=["GET"]),
         Route("/digest_status/{task_id}", digests.digest_status, methods=["GET"]),
         Route("/digests/{task_id}", digests.digest_html, methods=["GET"]),
+        Route("/fetch-sources", fetches.fetch_sources, methods=["POST"]),
+        Route("/fetch-status/{task_id}", fetches.fetch_status, methods=["GET"]),
         Route("/admin/tasks", admin.list_tasks, methods=["GET"]),
-        Route("/admin/tasks/{task_id}/retry", admin.retry_task, methods=["POST"]),
-        Route("/admin/tasks/{task_id}/cancel", admin.cancel_task, methods=["POST"]),
+        Route(
+            "/admin/tasks/{task_id}/retry",
+            dashboard.browser_form(admin.retry_task, "retry"),
+            methods=["POST"],
+        ),
+        Route(
+            "/admin/tasks/{task_id}/cancel",
+            dashboard.browser_form(admin.cancel_task, "cancel"),
+            methods=["POST"],
+        ),
         Route("/admin/queue", admin.queue_state, methods=["GET"]),
         Route("/admin/orchestration/run", orchestration.run_daily, methods=["POST"]),
         Route("/admin/orchestration/status/{source_date}", orchestration.daily_status),
         Route("/admin/profiles", orchestration.upsert_profile, methods=["POST"]),
         Route("/admin/profiles", orchestration.list_profiles, methods=["GET"]),
         Route("/admin/profiles/{user_id}", orchestration.remove_profile, methods=["DELETE"]),
+        Route("/dashboard", dashboard.dashboard, methods=["GET"]),
+        Route("/dashboard/login", dashboard.login, methods=["POST"]),
+        Route("/dashboard/logout", dashboard.logout, methods=["POST"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/health", health.health, methods=["GET"]),
         Route("/ready", health.ready, methods=["GET"]),

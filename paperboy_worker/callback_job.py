@@ -4,30 +4,63 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
+from typing import Any, Protocol
 
 from arq import Retry
 
 from paperboy_worker.context import WorkerContext
 from shared.callback import callback_body, deliver, delivery_headers
-from shared.models import CallbackStatus, DigestTask, TaskStatus, utcnow
+from shared.fetches import FetchRepository
+from shared.models import CallbackStatus, TaskStatus, utcnow
 from shared.retry import backoff_delay
 
 log = logging.getLogger("paperboy.callback")
 
 
-def body_for(task: DigestTask) -> bytes:
+class Finished(Protocol):
+    """What a callback is made of: a digest task or a fetch task."""
+
+    task_id: str
+    status: TaskStatus
+    error: str | None
+    finished_at: datetime | None
+    callback_url: str | None
+    callback_status: CallbackStatus
+    callback_attempts: int
+    delivery_id: str | None
+
+    @property
+    def result(self) -> Any: ...
+
+
+class Outcomes(Protocol):
+    async def get(self, task_id: str) -> Finished | None: ...
+
+    async def record_callback(
+        self, task_id: str, status: CallbackStatus, attempts: int, error: str | None
+    ) -> None: ...
+
+
+def body_for(task: Finished) -> bytes:
+    completed = task.status is TaskStatus.COMPLETED
     return callback_body(
         task.task_id,
         task.status.value,
-        task.result if task.status is TaskStatus.COMPLETED else None,
-        task.error if task.status is not TaskStatus.COMPLETED else None,
+        task.result if completed else None,
+        None if completed else task.error,
         task.finished_at or utcnow(),
     )
 
 
-async def deliver_callback(ctx: WorkerContext, task_id: str) -> str:
+def outcomes(ctx: WorkerContext, kind: str) -> Outcomes:
+    return ctx["tasks"] if kind == "digest" else FetchRepository(ctx["backend"])
+
+
+async def deliver_callback(ctx: WorkerContext, task_id: str, kind: str = "digest") -> str:
     settings = ctx["settings"]
-    task = await ctx["tasks"].get(task_id)
+    repository = outcomes(ctx, kind)
+    task = await repository.get(task_id)
     if task is None or task.callback_status is not CallbackStatus.PENDING or not task.callback_url:
         return "nothing to deliver"
     assert task.delivery_id is not None
@@ -44,8 +77,6 @@ async def deliver_callback(ctx: WorkerContext, task_id: str) -> str:
         allow_private=settings.callback_allow_private_networks,
         timeout=settings.callback_timeout_seconds,
     )
-    attempts = task.callback_attempts + 1
-    extra = {"task_id": task_id, "delivery_id": task.delivery_id, "attempts": attempts}
     await ctx["metrics"].inc(
         "paperboy_callback_deliveries",
         outcome="delivered"
@@ -54,17 +85,19 @@ async def deliver_callback(ctx: WorkerContext, task_id: str) -> str:
         if outcome.retryable
         else "refused",
     )
+    attempts = task.callback_attempts + 1
+    extra = {"task_id": task_id, "delivery_id": task.delivery_id, "attempts": attempts}
     if outcome.delivered:
-        await ctx["tasks"].record_callback(task_id, CallbackStatus.DELIVERED, attempts, None)
+        await repository.record_callback(task_id, CallbackStatus.DELIVERED, attempts, None)
         log.info("callback delivered", extra=extra)
         return "delivered"
     finished = task.finished_at or utcnow()
     window_left = settings.callback_retry_window_seconds - (utcnow() - finished).total_seconds()
     if outcome.retryable and window_left > 0:
         delay = backoff_delay(settings.callback_backoff_seconds, attempts, outcome.retry_after)
-        await ctx["tasks"].record_callback(task_id, CallbackStatus.PENDING, attempts, outcome.error)
+        await repository.record_callback(task_id, CallbackStatus.PENDING, attempts, outcome.error)
         log.warning("callback failed, retrying in %.0fs: %s", delay, outcome.error, extra=extra)
         raise Retry(defer=min(delay, max(window_left, 1)))
-    await ctx["tasks"].record_callback(task_id, CallbackStatus.FAILED, attempts, outcome.error)
+    await repository.record_callback(task_id, CallbackStatus.FAILED, attempts, outcome.error)
     log.error("callback given up: %s", outcome.error, extra=extra)
     return "failed"

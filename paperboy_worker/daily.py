@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from pydantic import ValidationError
 
 from paperboy_worker.context import WorkerContext
+from paperboy_worker.pipeline.daily_sources import papers_for
 from shared import queue
-from shared.models import DigestRequest, DigestTask
+from shared.models import DEFAULT_CATEGORIES, DigestRequest, DigestTask
 from shared.profiles import Profile, ProfileRepository
 
 log = logging.getLogger("paperboy.daily")
@@ -64,6 +65,8 @@ async def daily_run(ctx: WorkerContext, source_date_text: str) -> dict[str, int]
     """Create and queue one digest per eligible profile; existing ones are left alone."""
     settings = ctx["settings"]
     source_date = date.fromisoformat(source_date_text)
+    # Fetch the day's papers once, up front, before the digests that share them start.
+    await papers_for(ctx, source_date, DEFAULT_CATEGORIES)
     profiles = await ProfileRepository(ctx["backend"]).eligible()
     created = 0
     for index, profile in enumerate(profiles):

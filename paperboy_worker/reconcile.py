@@ -8,13 +8,16 @@ again, and a terminal task whose callback is undelivered gets its delivery job a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from arq.jobs import JobStatus
 
 from paperboy_worker import lease
+from paperboy_worker.callback_job import Finished
 from paperboy_worker.context import WorkerContext
 from shared import keys, queue
+from shared.fetches import FetchRepository, FetchTask
 from shared.models import utcnow
 
 log = logging.getLogger("paperboy.reconcile")
@@ -30,8 +33,22 @@ async def reap_leases(ctx: WorkerContext) -> int:
 
 
 async def reconcile(ctx: WorkerContext) -> dict[str, int]:
+    counts = {
+        "requeued": await _requeue_digests(ctx),
+        "redelivered": await _redeliver(ctx, "digest", await ctx["tasks"].undelivered()),
+    }
+    fetches = FetchRepository(ctx["backend"])
+    counts["requeued"] += await _requeue_fetches(ctx, await fetches.active())
+    counts["redelivered"] += await _redeliver(ctx, "fetch", await fetches.undelivered())
+    for kind in ("requeued", "redelivered"):
+        if counts[kind]:
+            await ctx["metrics"].inc("paperboy_tasks_requeued", counts[kind], kind=kind)
+    return counts
+
+
+async def _requeue_digests(ctx: WorkerContext) -> int:
     redis = ctx["redis"]
-    requeued = redelivered = 0
+    requeued = 0
     cutoff = utcnow() - timedelta(seconds=ctx["settings"].reconcile_grace_seconds)
     for task in await ctx["tasks"].active():
         if task.created_at > cutoff or await redis.exists(keys.lease_key(task.task_id)):
@@ -41,14 +58,29 @@ async def reconcile(ctx: WorkerContext) -> dict[str, int]:
         if await queue.enqueue_digest(redis, task.task_id):
             requeued += 1
             log.warning("task had no live job; queued again", extra={"task_id": task.task_id})
-    for task in await ctx["tasks"].undelivered():
-        if await queue.job_status(redis, keys.callback_job_id(task.task_id)) in LIVE:
+    return requeued
+
+
+async def _requeue_fetches(ctx: WorkerContext, tasks: Sequence[FetchTask]) -> int:
+    requeued = 0
+    cutoff = utcnow() - timedelta(seconds=ctx["settings"].reconcile_grace_seconds)
+    for task in tasks:
+        if task.created_at > cutoff:
             continue
-        if await queue.enqueue_callback(redis, task.task_id):
+        if await queue.job_status(ctx["redis"], keys.fetch_job_id(task.task_id)) in LIVE:
+            continue
+        if await queue.enqueue_fetch(ctx["redis"], task.task_id):
+            requeued += 1
+    return requeued
+
+
+async def _redeliver(ctx: WorkerContext, kind: str, tasks: Sequence[Finished]) -> int:
+    redelivered = 0
+    for task in tasks:
+        job_id = keys.callback_job_id(task.task_id, kind)
+        if await queue.job_status(ctx["redis"], job_id) in LIVE:
+            continue
+        if await queue.enqueue_callback(ctx["redis"], task.task_id, kind=kind):
             redelivered += 1
             log.warning("callback had no live job; queued again", extra={"task_id": task.task_id})
-    if requeued:
-        await ctx["metrics"].inc("paperboy_tasks_requeued", requeued, kind="digest")
-    if redelivered:
-        await ctx["metrics"].inc("paperboy_tasks_requeued", redelivered, kind="callback")
-    return {"requeued": requeued, "redelivered": redelivered}
+    return redelivered

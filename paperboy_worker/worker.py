@@ -14,6 +14,7 @@ from paperboy_worker.callback_job import deliver_callback
 from paperboy_worker.context import WorkerContext
 from paperboy_worker.daily import catch_up, daily_cron, daily_run
 from paperboy_worker.digest_job import generate_digest
+from paperboy_worker.fetch_job import fetch_sources
 from paperboy_worker.lease import Heartbeat
 from paperboy_worker.reconcile import reap_leases, reconcile
 from shared import keys, queue
@@ -93,6 +94,12 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 name=keys.GENERATE_DIGEST,
                 timeout=settings.digest_task_timeout + 60,
                 max_tries=digest_pickups,
+            ),
+            func(
+                fetch_sources,  # type: ignore[arg-type]
+                name=keys.FETCH_SOURCES,
+                timeout=settings.task_timeout,
+                max_tries=settings.digest_max_tries + settings.digest_max_interruptions + 2,
             ),
             func(daily_run, name=keys.DAILY_RUN, timeout=settings.task_timeout, max_tries=3),  # type: ignore[arg-type]
             func(

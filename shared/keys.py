@@ -31,8 +31,12 @@ def digest_job_id(task_id: str) -> str:
     return task_id
 
 
-def callback_job_id(task_id: str) -> str:
-    return f"callback:{task_id}"
+def callback_job_id(task_id: str, kind: str = "digest") -> str:
+    return f"callback:{task_id}" if kind == "digest" else f"callback:{kind}:{task_id}"
+
+
+def fetch_job_id(task_id: str) -> str:
+    return f"fetch:{task_id}"
 
 
 def lease_key(task_id: str) -> str:

@@ -77,13 +77,27 @@ async def enqueue_daily_run(redis: ArqRedis, source_date: date, run_id: str = "c
     return job is not None
 
 
-async def enqueue_callback(redis: ArqRedis, task_id: str, *, defer: float = 0) -> bool:
+async def enqueue_callback(
+    redis: ArqRedis, task_id: str, *, kind: str = "digest", defer: float = 0
+) -> bool:
     job = await redis.enqueue_job(
         keys.DELIVER_CALLBACK,
         task_id,
-        _job_id=keys.callback_job_id(task_id),
+        kind,
+        _job_id=keys.callback_job_id(task_id, kind),
         _queue_name=keys.QUEUE,
         _defer_by=timedelta(seconds=defer) if defer else None,
+        _expires=JOB_EXPIRES,
+    )
+    return job is not None
+
+
+async def enqueue_fetch(redis: ArqRedis, task_id: str) -> bool:
+    job = await redis.enqueue_job(
+        keys.FETCH_SOURCES,
+        task_id,
+        _job_id=keys.fetch_job_id(task_id),
+        _queue_name=keys.QUEUE,
         _expires=JOB_EXPIRES,
     )
     return job is not None

@@ -38,7 +38,7 @@ TABLES = {
             frozenset({"request", "articles", "usage"}),
             frozenset({"running", "degraded", "cancel_requested"}),
         ),
-        Table(keys.FETCH_TASKS, ("task_id",), frozenset({"result"})),
+        Table(keys.FETCH_TASKS, ("task_id",), frozenset({"result", "categories"})),
         Table(keys.DAILY_SOURCES, ("source_date", "category"), frozenset({"items"})),
         Table(keys.PROFILES, ("user_id",), bool_columns=frozenset({"removed"})),
         Table(keys.IDEMPOTENCY_KEYS, ("key",)),

@@ -55,6 +55,7 @@ CREATE INDEX IF NOT EXISTS digest_tasks_callback ON digest_tasks (callback_statu
 CREATE TABLE IF NOT EXISTS fetch_tasks (
     task_id TEXT PRIMARY KEY,
     source_date TEXT NOT NULL,
+    categories TEXT NOT NULL DEFAULT '[]',
     status TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
     result TEXT,

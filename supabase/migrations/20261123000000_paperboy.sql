@@ -43,6 +43,7 @@ create index if not exists digest_tasks_user on public.digest_tasks (user_id);
 create table if not exists public.fetch_tasks (
     task_id text primary key,
     source_date text not null,
+    categories jsonb not null default '[]'::jsonb,
     status text not null
         check (status in ('pending', 'processing', 'completed', 'failed', 'cancelled')),
     message text not null default '',

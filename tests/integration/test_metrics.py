@@ -41,9 +41,11 @@ def test_metrics_move_when_digests_run(
     wait_until(lambda: receiver.for_task(ok), timeout=15)
     bearer = {"Authorization": "Bearer test-key", "X-API-Key": ""}
     after = wait_until(
-        lambda: (text := stack.client.get("/metrics", headers=bearer).text)
-        and sample(text, 'paperboy_callback_deliveries_total{outcome="delivered"}') >= 1
-        and text,
+        lambda: (
+            (text := stack.client.get("/metrics", headers=bearer).text)
+            and sample(text, 'paperboy_callback_deliveries_total{outcome="delivered"}') >= 1
+            and text
+        ),
         timeout=10,
     )
 

@@ -1,0 +1,58 @@
+"""`POST /fetch-sources` and `GET /fetch-status/{task_id}`: fetch a date's sources ahead."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from paperboy_api.auth import require_api_key
+from paperboy_api.body import read_json
+from paperboy_api.digests import RETRY_AFTER, TASK_ID
+from paperboy_api.errors import ApiError, field_errors
+from paperboy_api.state import app_state
+from shared import queue
+from shared.errors import StoreError
+from shared.fetches import FetchRepository, FetchRequest, FetchTask
+
+
+async def fetch_sources(request: Request) -> Response:
+    require_api_key(request)
+    state = app_state(request)
+    try:
+        body = FetchRequest.model_validate(
+            await read_json(request),
+            context={"allow_private": state["settings"].callback_allow_private_networks},
+        )
+    except ValidationError as exc:
+        raise ApiError(422, field_errors(exc)) from exc
+    task = FetchTask(
+        source_date=body.source_date, categories=body.categories, callback_url=body.callback_url
+    )
+    fetches = FetchRepository(state["backend"])
+    try:
+        await fetches.create(task)
+        await queue.enqueue_fetch(state["redis"], task.task_id)
+    except (StoreError, RedisError) as exc:
+        raise ApiError(503, "Cannot record work right now; retry shortly", RETRY_AFTER) from exc
+    return JSONResponse(
+        {
+            "task_id": task.task_id,
+            "status": task.status.value,
+            "message": "Fetch queued",
+            "source_date": task.source_date,
+            "status_url": f"/fetch-status/{task.task_id}",
+        },
+        status_code=202,
+    )
+
+
+async def fetch_status(request: Request) -> Response:
+    require_api_key(request)
+    task_id = request.path_params["task_id"]
+    fetches = FetchRepository(app_state(request)["backend"])
+    task = await fetches.get(task_id) if TASK_ID.fullmatch(task_id) else None
+    if task is None:
+        raise ApiError(404, "Fetch task not found")
+    return JSONResponse(task.status_view())
