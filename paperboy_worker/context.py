@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
 import httpx
+import openai
 from arq.connections import ArqRedis
 
+from paperboy_worker.pipeline.writer import Writer
 from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.store import Backend
@@ -33,3 +35,5 @@ class WorkerContext(TypedDict, total=False):
     worker_id: str
     heartbeat: Heartbeat
     metrics: Metrics
+    writer: Writer
+    llm: openai.AsyncOpenAI | None

@@ -10,13 +10,15 @@ from arq import Retry
 
 from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline.run import Attempt
-from paperboy_worker.pipeline.writer import OfflineWriter
 from shared import queue
 from shared.errors import FencedError, PermanentError, TaskCancelledError, TransientError
 from shared.models import DigestTask, TaskStatus
 from shared.retry import backoff_delay
 
 log = logging.getLogger("paperboy.digest")
+
+# Deferrals that are nobody's failure: they cost the task no attempt.
+WAITS = frozenset({"llm_rate_limited", "rate_limiter_unavailable"})
 
 
 async def generate_digest(ctx: WorkerContext, task_id: str) -> str:
@@ -64,7 +66,7 @@ async def _attempt(ctx: WorkerContext, task: DigestTask) -> DigestTask | None:
     extra = {"task_id": task.task_id, "attempt": task.attempt}
     try:
         async with asyncio.timeout(settings.digest_task_timeout):
-            return await Attempt(ctx, task, OfflineWriter()).run()
+            return await Attempt(ctx, task, ctx["writer"]).run()
     except FencedError:
         log.warning("attempt lost its claim; stopping without writing", extra=extra)
         return None
@@ -90,6 +92,11 @@ async def _transient(
 ) -> DigestTask:
     settings = ctx["settings"]
     extra = {"task_id": task.task_id, "attempt": task.attempt, "error_code": code}
+    if code in WAITS:
+        delay = backoff_delay(settings.retry_backoff_seconds, 1, retry_after)
+        await ctx["tasks"].retry_later(task, message, code, delay, failure=False)
+        log.info("waiting for the provider's rate limit: %.1fs", delay, extra=extra)
+        raise Retry(defer=delay)
     if task.failures + 1 >= settings.digest_max_tries:
         log.error("last try failed: %s", message, extra=extra)
         return await ctx["tasks"].fail(task, f"{message} (after {task.failures + 1} tries)", code)

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import openai
 from arq import cron, func
 
 from paperboy_worker.callback_job import deliver_callback
@@ -16,10 +17,13 @@ from paperboy_worker.daily import catch_up, daily_cron, daily_run
 from paperboy_worker.digest_job import generate_digest
 from paperboy_worker.fetch_job import fetch_sources
 from paperboy_worker.lease import Heartbeat
+from paperboy_worker.llm import LLMWriter, llm_client, llm_model
+from paperboy_worker.pipeline.writer import OfflineWriter, Writer
 from paperboy_worker.reconcile import reap_leases, reconcile
 from shared import keys, queue
 from shared.logs import configure_logging
 from shared.metrics import Metrics
+from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 from shared.store import open_backend
 from shared.tasks import TaskRepository
@@ -42,6 +46,7 @@ async def on_startup(ctx: WorkerContext) -> None:
     ctx["callback_http"] = httpx.AsyncClient(
         trust_env=False, follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0)
     )
+    ctx["llm"], ctx["writer"] = _writer(ctx)
     ctx["heartbeat"] = Heartbeat(ctx["redis"], settings, ctx["worker_id"])
     await ctx["heartbeat"].start()
     if settings.orchestration_enabled:
@@ -55,8 +60,31 @@ async def on_shutdown(ctx: WorkerContext) -> None:
         await ctx["http"].aclose()
     if "callback_http" in ctx:
         await ctx["callback_http"].aclose()
+    if ctx.get("llm") is not None:
+        await ctx["llm"].close()  # type: ignore[union-attr]
     if "backend" in ctx:
         await ctx["backend"].close()
+
+
+def _writer(ctx: WorkerContext) -> tuple[openai.AsyncOpenAI | None, Writer]:
+    """The LLM writer, or the offline one; a process-wide client and a cluster-wide limiter."""
+    settings = ctx["settings"]
+    client = llm_client(settings, timeout=settings.llm_timeout_seconds)
+    if client is None:
+        return None, OfflineWriter()
+    limiter = RateLimiter(ctx["redis"], rpm=settings.llm_rpm, tpm=settings.llm_tpm)
+    writer = LLMWriter(
+        client,
+        llm_model(settings),
+        limiter,
+        prices=settings.llm_prices,
+        analysis_concurrency=settings.llm_analysis_concurrency,
+        rate_limit_retries=settings.llm_rate_limit_retries,
+        max_inline_wait=settings.llm_max_inline_wait_seconds,
+        max_limiter_wait=settings.llm_max_limiter_wait_seconds,
+        metrics=ctx["metrics"],
+    )
+    return client, writer
 
 
 def _every(seconds: int) -> set[int]:

@@ -18,6 +18,24 @@ ARQ_JOB = "arq:job:"
 ARQ_RESULT = "arq:result:"
 ARQ_RETRY = "arq:retry:"
 
+RATELIMIT = PREFIX + "ratelimit:"
+
+
+def ratelimit_log_key(name: str) -> str:
+    """zset ticket id -> admission time (Redis time, microseconds)."""
+    return f"{RATELIMIT}{{{name}}}:log"
+
+
+def ratelimit_tokens_key(name: str) -> str:
+    """hash ticket id -> tokens the request counts for (estimate, then actual)."""
+    return f"{RATELIMIT}{{{name}}}:tokens"
+
+
+def ratelimit_hold_key(name: str) -> str:
+    """string: hold-until (Redis time, microseconds), expiring when the hold ends."""
+    return f"{RATELIMIT}{{{name}}}:hold"
+
+
 # state store tables
 DIGEST_TASKS = "digest_tasks"
 FETCH_TASKS = "fetch_tasks"

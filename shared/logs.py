@@ -18,6 +18,18 @@ CONTEXT_FIELDS = (
     "error_code",
     "delivery_id",
     "attempts",
+    "user_id",
+    "llm_step",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "limiter_wait_s",
+    "duration_s",
+    "retry_after",
+    "http_status",
+    "reason",
+    "item_id",
 )
 
 

@@ -27,24 +27,6 @@ log = logging.getLogger("paperboy.ratelimit")
 
 # Key names, to move into shared/keys.py. The {name} hash tag keeps one limiter's keys in one
 # Redis Cluster slot, which a multi-key script needs.
-RATELIMIT = keys.PREFIX + "ratelimit:"
-
-
-def ratelimit_log_key(name: str) -> str:
-    """zset ticket id -> admission time (Redis time, microseconds)."""
-    return f"{RATELIMIT}{{{name}}}:log"
-
-
-def ratelimit_tokens_key(name: str) -> str:
-    """hash ticket id -> tokens the request counts for (estimate, then actual)."""
-    return f"{RATELIMIT}{{{name}}}:tokens"
-
-
-def ratelimit_hold_key(name: str) -> str:
-    """string: hold-until (Redis time, microseconds), expiring when the hold ends."""
-    return f"{RATELIMIT}{{{name}}}:hold"
-
-
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -196,8 +178,8 @@ class RateLimiter:
         self.window = window
         # Waits are computed exactly, but a correction or a new hold can change them meanwhile.
         self.poll_interval = poll_interval
-        self._keys = [ratelimit_log_key(name), ratelimit_tokens_key(name)]
-        self._hold_key = ratelimit_hold_key(name)
+        self._keys = [keys.ratelimit_log_key(name), keys.ratelimit_tokens_key(name)]
+        self._hold_key = keys.ratelimit_hold_key(name)
         self._window_us = int(window * 1_000_000)
         self._acquire = redis.register_script(_ACQUIRE)
         self._correct = redis.register_script(_CORRECT)

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     llm_rpm: int = Field(default=500, ge=1)
     llm_tpm: int = Field(default=200_000, ge=1)
     llm_analysis_concurrency: int = Field(default=4, ge=1, le=32)
+    llm_timeout_seconds: float = Field(default=60, gt=0)
+    # USD per million prompt and completion tokens, by model; overrides the built-in table.
+    llm_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # A 429 holds the shared limiter, then the call is retried in place this many times.
+    llm_rate_limit_retries: int = Field(default=3, ge=0, le=20)
+    llm_max_inline_wait_seconds: float = Field(default=60, ge=0)
+    llm_max_limiter_wait_seconds: float | None = Field(default=300, ge=0)
 
     # Sources
     source_mode: Literal["sample", "live"] = "sample"

@@ -176,9 +176,10 @@ class TaskRepository:
         return await self._write(task, {"usage": (task.usage + usage).model_dump()})
 
     async def retry_later(
-        self, task: DigestTask, error: str, error_code: str, delay: float
+        self, task: DigestTask, error: str, error_code: str, delay: float, *, failure: bool = True
     ) -> DigestTask:
-        """Record a failed attempt that will be retried after `delay` seconds."""
+        """Record an attempt that will be retried after `delay` seconds; `failure=False` for a
+        wait that is nobody's fault (the provider's rate limit), which costs no attempt."""
         when = (utcnow() + timedelta(seconds=delay)).strftime("%H:%M:%S UTC")
         message = (
             f"Attempt {task.attempt} failed ({error_code}: {error[:200]}); "
@@ -187,7 +188,7 @@ class TaskRepository:
         return await self._write(
             task,
             {
-                "failures": task.failures + 1,
+                "failures": task.failures + (1 if failure else 0),
                 "running": False,
                 "message": message,
                 "error": error,

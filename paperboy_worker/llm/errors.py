@@ -1,0 +1,102 @@
+"""How a failed LLM request is classified: retry later, or give up on the task."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+
+import openai
+
+from shared.errors import PaperboyError, PermanentError, TransientError
+
+MAX_RETRY_AFTER_SECONDS = 3600.0
+_CONTEXT_LENGTH_HINTS = (
+    "context_length_exceeded",
+    "context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the provider asks us to wait: `retry-after-ms`, else `retry-after` (seconds or
+    an HTTP date); None when absent or unreadable."""
+    millis = _number(headers.get("retry-after-ms"))
+    if millis is not None:
+        return _bounded(millis / 1000)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _number(value)
+    if seconds is None:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = moment.timestamp() - time.time()
+    return _bounded(seconds)
+
+
+def is_quota_exhausted(exc: openai.RateLimitError) -> bool:
+    """A 429 for an exhausted billing quota, which waiting does not cure."""
+    return exc.code == "insufficient_quota"
+
+
+def classify(exc: openai.APIError) -> PaperboyError:
+    """The Paperboy error a failed request becomes; `error_code` names the cause."""
+    if isinstance(exc, openai.RateLimitError):
+        if is_quota_exhausted(exc):
+            return PermanentError("LLM provider quota exhausted", code="llm_quota_exceeded")
+        return TransientError(
+            "LLM provider rate limit (429)",
+            code="llm_rate_limited",
+            retry_after=retry_after(exc.response.headers),
+        )
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return TransientError(f"LLM provider unreachable: {exc.message}", code="llm_unavailable")
+    if isinstance(exc, openai.APIStatusError):
+        return _classify_status(exc)
+    return TransientError(f"LLM request failed: {exc.message}", code="llm_unavailable")
+
+
+def _classify_status(exc: openai.APIStatusError) -> PaperboyError:
+    status, detail = exc.status_code, _detail(exc)
+    if status >= 500 or status in (408, 409):
+        return TransientError(
+            f"LLM provider error {status}: {detail}",
+            code="llm_unavailable",
+            retry_after=retry_after(exc.response.headers),
+        )
+    if status in (401, 403):
+        return PermanentError(f"LLM provider refused our credentials ({status})", code="llm_auth")
+    if is_context_length(exc):
+        return PermanentError(f"LLM prompt too long: {detail}", code="llm_context_too_long")
+    return PermanentError(
+        f"LLM provider rejected the request ({status}): {detail}", code="llm_bad_request"
+    )
+
+
+def is_context_length(exc: openai.APIStatusError) -> bool:
+    text = f"{exc.code or ''} {exc.message}".lower()
+    return exc.status_code in (400, 413) and any(hint in text for hint in _CONTEXT_LENGTH_HINTS)
+
+
+def _detail(exc: openai.APIStatusError) -> str:
+    return exc.message[:300]
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _bounded(seconds: float) -> float | None:
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

@@ -1,0 +1,306 @@
+"""`LLMWriter`: a digest's paid steps done by a model, each with its offline version as fallback.
+
+Every call waits its turn at the shared rate limiter (prompt size plus `max_tokens`, corrected
+from the response's usage), asks for JSON in a strict schema and validates it with pydantic. An
+unusable answer (invalid JSON, a schema mismatch, a refusal, no known ids) is replaced by the
+deterministic step and marks the step degraded; its usage still counts, it was paid for. A 429
+holds the limiter for every worker and is retried here, because waiting is not a failure; other
+provider errors become `TransientError` or `PermanentError` for the job to act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import openai
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ValidationError
+
+from paperboy_worker.llm import prompts
+from paperboy_worker.llm.errors import classify, is_quota_exhausted, retry_after
+from paperboy_worker.llm.prices import PriceTable
+from paperboy_worker.llm.prompts import AnalysisOutput, HighlightsOutput, Prompt, RankingOutput
+from paperboy_worker.pipeline import offline
+from paperboy_worker.pipeline.items import Analysis, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.writer import Step
+from shared.errors import PaperboyError
+from shared.metrics import Metrics
+from shared.models import Usage
+from shared.ratelimit import Limiter, LimiterUnavailableError, Ticket
+
+log = logging.getLogger("paperboy.llm")
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_HOLD_SECONDS = 5.0  # a 429 without Retry-After
+ANALYSIS_CHARS = 1_200
+BULLET_CHARS = 300
+MAX_BULLETS = 4
+
+OnAnalysis = Callable[[int, Step[Analysis]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Answer(Generic[M]):
+    """A completed call: the validated output (None when unusable, with why) and its cost."""
+
+    output: M | None
+    usage: Usage
+    problem: str | None = None
+
+
+class LLMWriter:
+    """The `Writer` that asks an OpenAI-compatible model; one per process, shared by its jobs."""
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        limiter: Limiter,
+        *,
+        prices: Mapping[str, tuple[float, float]] | None = None,
+        analysis_concurrency: int = 4,
+        rate_limit_retries: int = 3,
+        max_inline_wait: float = 60.0,
+        max_limiter_wait: float | None = 300.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.limiter = limiter
+        self.prices = PriceTable(prices)
+        self.analysis_concurrency = max(1, analysis_concurrency)
+        # A 429 is retried here this many times, when its Retry-After is at most
+        # `max_inline_wait`; beyond that the job is deferred rather than holding a worker slot.
+        self.rate_limit_retries = rate_limit_retries
+        self.max_inline_wait = max_inline_wait
+        self.max_limiter_wait = max_limiter_wait
+        # Requests by outcome and limiter waits; tokens and cost are the caller's, from usage.
+        self.metrics = metrics
+        if self.prices.price(model) is None:
+            log.warning("no price for the LLM model; its cost counts as 0", extra={"model": model})
+
+    async def rank(
+        self, shortlisted: list[ScoredItem], profile: Profile, top_n: int
+    ) -> Step[list[Pick]]:
+        if not shortlisted or top_n < 1:
+            return Step(offline.rank(shortlisted, top_n))
+        answer = await self._ask(prompts.ranking(shortlisted, profile, top_n))
+        picks = _picks(answer.output, shortlisted, top_n) if answer.output else []
+        if not picks:
+            self._fell_back(prompts.RANKING, answer.problem or "no_known_ids")
+            return Step(offline.rank(shortlisted, top_n), answer.usage, degraded=True)
+        return Step(picks, answer.usage)
+
+    async def analyse(self, pick: Pick, profile: Profile) -> Step[Analysis]:
+        answer = await self._ask(prompts.analysis(pick.item, profile))
+        analysis = _analysis(answer.output) if answer.output else None
+        if analysis is None:
+            self._fell_back(prompts.ANALYSIS, answer.problem or "blank_fields", pick.item.item_id)
+            return Step(offline.analyse(pick.item, profile), answer.usage, degraded=True)
+        return Step(analysis, answer.usage)
+
+    async def analyse_many(
+        self, picks: list[Pick], profile: Profile, *, on_step: OnAnalysis | None = None
+    ) -> list[Step[Analysis]]:
+        """Every pick's analysis, at most `analysis_concurrency` at a time, in the picks' order.
+
+        `on_step(index, step)` runs as each one finishes (to checkpoint it and count its usage)
+        so a failure of one does not lose the others, which all run to the end before the first
+        failure is raised.
+        """
+        gate = asyncio.Semaphore(self.analysis_concurrency)
+
+        async def one(index: int, pick: Pick) -> Step[Analysis]:
+            async with gate:
+                step = await self.analyse(pick, profile)
+            if on_step is not None:
+                await on_step(index, step)
+            return step
+
+        results = await asyncio.gather(
+            *(one(i, pick) for i, pick in enumerate(picks)), return_exceptions=True
+        )
+        steps: list[Step[Analysis]] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            steps.append(result)
+        return steps
+
+    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[str]]:
+        if not picks:
+            return Step(offline.highlights(picks, profile))
+        answer = await self._ask(prompts.highlights(picks, profile))
+        bullets = _bullets(answer.output) if answer.output else []
+        if not bullets:
+            self._fell_back(prompts.HIGHLIGHTS, answer.problem or "no_bullets")
+            return Step(offline.highlights(picks, profile), answer.usage, degraded=True)
+        return Step(bullets, answer.usage)
+
+    async def _ask(self, prompt: Prompt[M]) -> Answer[M]:
+        refusals = 0
+        while True:
+            ticket = await self.limiter.acquire(
+                prompt.estimated_tokens(), max_wait=self.max_limiter_wait
+            )
+            await self._observe_wait(ticket)
+            started = time.monotonic()
+            try:
+                response = await self.client.chat.completions.create(
+                    model=self.model,
+                    messages=prompt.messages,
+                    response_format=prompt.response_format(),
+                    max_tokens=prompt.max_tokens,
+                )
+            except openai.RateLimitError as exc:
+                refusals += 1
+                await self._count("rate_limited")
+                if await self._wait_out(exc, prompt, refusals):
+                    continue
+                raise self._failed(exc, prompt) from exc
+            except openai.APIError as exc:
+                error = self._failed(exc, prompt)
+                await self._count(error.code)
+                raise error from exc
+            return await self._answer(prompt, ticket, response, time.monotonic() - started)
+
+    async def _wait_out(self, exc: openai.RateLimitError, prompt: Prompt[M], refusals: int) -> bool:
+        """Hold every worker for the 429's Retry-After; True when this call should try again."""
+        if is_quota_exhausted(exc):
+            return False
+        delay = retry_after(exc.response.headers)
+        delay = DEFAULT_HOLD_SECONDS if delay is None else delay
+        await self.limiter.hold(delay)
+        again = refusals <= self.rate_limit_retries and delay <= self.max_inline_wait
+        log.warning(
+            "llm rate limited by the provider",
+            extra={
+                "llm_step": prompt.schema_name,
+                "model": self.model,
+                "retry_after": delay,
+                "refusals": refusals,
+                "retrying": again,
+            },
+        )
+        return again
+
+    def _failed(self, exc: openai.APIError, prompt: Prompt[M]) -> PaperboyError:
+        error = classify(exc)
+        log.warning(
+            "llm request failed",
+            extra={
+                "llm_step": prompt.schema_name,
+                "model": self.model,
+                "error_code": error.code,
+                "http_status": getattr(exc, "status_code", None),
+            },
+        )
+        return error
+
+    async def _answer(
+        self, prompt: Prompt[M], ticket: Ticket, response: ChatCompletion, duration: float
+    ) -> Answer[M]:
+        usage = self._usage(prompt, response)
+        try:
+            await self.limiter.correct(ticket, usage.prompt_tokens + usage.completion_tokens)
+        except LimiterUnavailableError:
+            # The estimate stays counted, which errs on the safe side; the answer is paid for.
+            log.warning("llm usage not corrected in the rate limiter", extra={"model": self.model})
+        output, problem = _parse(prompt, response)
+        await self._count("completed" if output is not None else "unusable")
+        log.info(
+            "llm call",
+            extra={
+                "llm_step": prompt.schema_name,
+                "model": self.model,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "cost_usd": usage.cost_usd,
+                "limiter_wait_s": round(ticket.waited, 3),
+                "duration_s": round(duration, 3),
+            },
+        )
+        return Answer(output, usage, problem)
+
+    def _usage(self, prompt: Prompt[M], response: ChatCompletion) -> Usage:
+        if response.usage is not None:
+            prompt_tokens = response.usage.prompt_tokens
+            completion_tokens = response.usage.completion_tokens
+        else:  # some compatible providers omit usage: count our estimate
+            prompt_tokens = prompt.estimated_tokens() - prompt.max_tokens
+            content = response.choices[0].message.content if response.choices else None
+            completion_tokens = math.ceil(len(content or "") / 4)
+        return Usage(
+            llm_requests=1,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=self.prices.cost(self.model, prompt_tokens, completion_tokens),
+        )
+
+    async def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            await self.metrics.inc("paperboy_llm_requests", outcome=outcome)
+
+    async def _observe_wait(self, ticket: Ticket) -> None:
+        if self.metrics is not None:
+            await self.metrics.observe("paperboy_ratelimit_wait_seconds", ticket.waited)
+
+    def _fell_back(self, step: str, problem: str, item_id: str | None = None) -> None:
+        log.warning(
+            "llm output unusable; using the offline step",
+            extra={"llm_step": step, "model": self.model, "reason": problem, "item_id": item_id},
+        )
+
+
+def _parse(prompt: Prompt[M], response: ChatCompletion) -> tuple[M | None, str | None]:
+    if not response.choices:
+        return None, "no_choices"
+    message = response.choices[0].message
+    if message.refusal:
+        return None, "refusal"
+    if not message.content or not message.content.strip():
+        return None, "empty"
+    try:
+        return prompt.output.model_validate_json(message.content), None
+    except ValidationError as exc:
+        invalid_json = any(error["type"] == "json_invalid" for error in exc.errors())
+        return None, "invalid_json" if invalid_json else "schema_mismatch"
+
+
+def _picks(output: RankingOutput, shortlisted: list[ScoredItem], top_n: int) -> list[Pick]:
+    """The model's picks among the candidates: unknown and repeated ids dropped, best first."""
+    items = {scored.item.item_id: scored.item for scored in shortlisted}
+    chosen: dict[str, float] = {}
+    for entry in output.picks:
+        if entry.id in items and entry.id not in chosen:
+            chosen[entry.id] = min(max(entry.relevance, 0.0), 1.0)
+    dropped = len(output.picks) - len(chosen)
+    if dropped:
+        log.warning("llm ranking named unknown or repeated ids", extra={"dropped": dropped})
+    best = sorted(chosen.items(), key=lambda pair: -pair[1])[:top_n]  # stable: ties keep order
+    return [
+        Pick(item=items[item_id], relevance=round(relevance, 3), rank=position)
+        for position, (item_id, relevance) in enumerate(best, start=1)
+    ]
+
+
+def _analysis(output: AnalysisOutput) -> Analysis | None:
+    fields = {
+        "summary": output.summary.strip(),
+        "why_it_matters": output.why_it_matters.strip(),
+        "key_takeaway": output.key_takeaway.strip(),
+    }
+    if not all(fields.values()):
+        return None
+    return Analysis(**{name: offline.clip(text, ANALYSIS_CHARS) for name, text in fields.items()})
+
+
+def _bullets(output: HighlightsOutput) -> list[str]:
+    bullets = (offline.clip(b.strip(), BULLET_CHARS) for b in output.highlights if b.strip())
+    return list(bullets)[:MAX_BULLETS]
