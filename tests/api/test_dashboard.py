@@ -1,0 +1,258 @@
+"""The dashboard's login, session cookie and origin checks, in-process behind the test client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from paperboy_api import session
+from paperboy_api.app import create_app
+from shared.settings import Settings
+from tests.support import API_KEY, digest_body
+
+ORIGIN = "http://testserver"
+SAME_ORIGIN = {"Origin": ORIGIN}
+BROWSER = {"Origin": ORIGIN, "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+NO_REDIS = "redis://127.0.0.1:1/15"
+
+
+def make_client(tmp_path: Path, redis_url: str, base_url: str = ORIGIN) -> TestClient:
+    settings = Settings(api_key=API_KEY, sqlite_path=tmp_path / "api.db", redis_url=redis_url)
+    return TestClient(create_app(settings), base_url=base_url, follow_redirects=False)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with make_client(tmp_path, NO_REDIS) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def redis_client(tmp_path: Path, redis_url: str) -> Iterator[TestClient]:
+    with make_client(tmp_path, redis_url) as test_client:
+        yield test_client
+
+
+def log_in(client: TestClient, key: str = API_KEY, **headers: str) -> tuple[int, str, str]:
+    response = client.post(
+        "/dashboard/login", data={"api_key": key}, headers={**SAME_ORIGIN, **headers}
+    )
+    return response.status_code, response.headers.get("location", ""), response.text
+
+
+def set_cookie_header(client: TestClient, key: str = API_KEY) -> str:
+    response = client.post("/dashboard/login", data={"api_key": key}, headers=SAME_ORIGIN)
+    assert response.status_code == 303
+    return response.headers["set-cookie"]
+
+
+def test_without_a_session_the_dashboard_is_a_login_form(client: TestClient) -> None:
+    response = client.get("/dashboard")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert '<form method="post" action="/dashboard/login">' in response.text
+    assert 'name="api_key" type="password"' in response.text
+    assert 'http-equiv="refresh"' not in response.text
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("key", ["wrong-key", "", API_KEY + "x"])
+def test_a_wrong_key_is_refused_with_the_form_again(client: TestClient, key: str) -> None:
+    response = client.post("/dashboard/login", data={"api_key": key}, headers=SAME_ORIGIN)
+
+    assert response.status_code == 403
+    assert "That API key is not valid." in response.text
+    assert 'action="/dashboard/login"' in response.text
+    assert "set-cookie" not in response.headers
+
+
+def test_the_right_key_sets_a_strict_httponly_expiring_cookie(client: TestClient) -> None:
+    response = client.post("/dashboard/login", data={"api_key": API_KEY}, headers=SAME_ORIGIN)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard"
+    cookie = response.headers["set-cookie"]
+    attributes = {part.strip().split("=")[0].lower(): part for part in cookie.split(";")}
+    assert cookie.startswith(f"{session.COOKIE}=")
+    assert "httponly" in attributes
+    assert attributes["samesite"].strip().lower() == "samesite=strict"
+    assert attributes["path"].strip() == "Path=/"
+    assert attributes["max-age"].strip() == f"Max-Age={session.TTL_SECONDS}"
+    assert "expires" in attributes
+    assert "secure" not in attributes  # plain http here; see the https test
+    assert API_KEY not in cookie
+
+
+def test_the_cookie_is_secure_over_https(tmp_path: Path) -> None:
+    with make_client(tmp_path, NO_REDIS, base_url="https://testserver") as client:
+        response = client.post(
+            "/dashboard/login",
+            data={"api_key": API_KEY},
+            headers={"Origin": "https://testserver"},
+        )
+
+    assert response.status_code == 303
+    assert "secure" in response.headers["set-cookie"].lower().split("; ")
+
+
+def test_a_session_opens_the_dashboard(client: TestClient) -> None:
+    log_in(client)
+    response = client.get("/dashboard")
+
+    assert response.status_code == 200
+    for section in ('id="queue"', 'id="workers"', 'id="failed"', 'id="recent"'):
+        assert section in response.text
+    assert '<meta http-equiv="refresh" content="5; url=/dashboard">' in response.text
+    # Redis is not running for this app: the page says so instead of failing.
+    assert "Redis is unreachable" in response.text
+    assert client.get("/admin/tasks").status_code == 200
+
+
+def test_login_from_another_origin_is_refused(client: TestClient) -> None:
+    response = client.post(
+        "/dashboard/login",
+        data={"api_key": API_KEY},
+        headers={"Origin": "https://evil.example"},
+    )
+    no_origin = client.post("/dashboard/login", data={"api_key": API_KEY})
+
+    assert response.status_code == 403
+    assert "set-cookie" not in response.headers
+    assert no_origin.status_code == 403
+
+
+def test_no_key_is_ever_taken_from_or_put_in_a_url(client: TestClient) -> None:
+    from_query = client.post(f"/dashboard/login?api_key={API_KEY}", headers=SAME_ORIGIN)
+    page = client.get(f"/dashboard?api_key={API_KEY}")
+    admin = client.get(f"/admin/tasks?api_key={API_KEY}")
+    status, location, _ = log_in(client)
+
+    assert from_query.status_code == 415
+    assert "set-cookie" not in from_query.headers
+    assert 'action="/dashboard/login"' in page.text
+    assert admin.status_code == 401
+    assert status == 303
+    assert API_KEY not in location
+    assert API_KEY not in client.get("/dashboard").text
+
+
+def test_tampered_expired_and_foreign_cookies_are_rejected(client: TestClient) -> None:
+    key = session.signing_key(API_KEY)
+    good = session.issue(key)
+    expires, nonce, signature = good.split(".")
+    tokens = {
+        "tampered signature": f"{expires}.{nonce}.{'0' * len(signature)}",
+        "extended expiry": f"{int(expires) + 3600}.{nonce}.{signature}",
+        "expired": session.issue(key, now=time.time() - session.TTL_SECONDS - 1),
+        "other API key": session.issue(session.signing_key("another-key")),
+        "garbage": "not-a-token",
+        "the API key itself": API_KEY,
+    }
+    for name, token in tokens.items():
+        client.cookies.set(session.COOKIE, token)
+        page = client.get("/dashboard")
+        listing = client.get("/admin/tasks")
+        retry = client.post("/admin/tasks/x/retry", headers=SAME_ORIGIN)
+        assert 'action="/dashboard/login"' in page.text, name
+        assert "Your session has expired" in page.text, name
+        assert listing.status_code == 401, name
+        assert retry.status_code == 401, name
+
+    client.cookies.set(session.COOKIE, good)
+    assert client.get("/admin/tasks").status_code == 200
+
+
+def test_cookie_writes_need_the_same_origin(client: TestClient) -> None:
+    log_in(client)
+
+    no_origin = client.post("/admin/tasks/x/retry")
+    foreign = client.post("/admin/tasks/x/retry", headers={"Origin": "https://evil.example"})
+    null_origin = client.post("/admin/tasks/x/cancel", headers={"Origin": "null"})
+    foreign_referer = client.post(
+        "/admin/tasks/x/retry", headers={"Referer": "https://evil.example/dashboard"}
+    )
+    other_port = client.post("/admin/tasks/x/retry", headers={"Origin": f"{ORIGIN}:8080"})
+    same = client.post("/admin/tasks/x/retry", headers=SAME_ORIGIN)
+    same_referer = client.post("/admin/tasks/x/cancel", headers={"Referer": f"{ORIGIN}/dashboard"})
+    behind_tls_proxy = client.post("/admin/tasks/x/retry", headers={"Origin": "https://testserver"})
+
+    for refused in (no_origin, foreign, null_origin, foreign_referer, other_port):
+        assert refused.status_code == 403
+        assert refused.json() == {"detail": "Cross-origin request refused"}
+    for allowed in (same, same_referer, behind_tls_proxy):
+        assert allowed.status_code == 404
+        assert allowed.json() == {"detail": "Task not found"}
+
+
+def test_api_key_clients_are_unaffected(client: TestClient) -> None:
+    log_in(client)
+    with_key = client.post("/admin/tasks/x/retry", headers={"X-API-Key": API_KEY, **BROWSER})
+    wrong_key = client.post("/admin/tasks/x/retry", headers={"X-API-Key": "wrong", **BROWSER})
+    client.cookies.clear()
+    missing = client.post("/admin/tasks/x/retry")
+
+    assert with_key.status_code == 404
+    assert with_key.headers["content-type"] == "application/json"
+    # A key in a header is judged alone, even next to a valid session.
+    assert wrong_key.status_code == 403
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_browser_form_gets_an_html_error_page(client: TestClient) -> None:
+    log_in(client)
+    response = client.post("/admin/tasks/x%3Cb%3E/retry", headers=BROWSER)
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Task not found" in response.text
+    assert 'href="/dashboard"' in response.text
+
+
+def test_logout_clears_the_cookie(client: TestClient) -> None:
+    log_in(client)
+    foreign = client.post("/dashboard/logout", headers={"Origin": "https://evil.example"})
+    response = client.post("/dashboard/logout", headers=SAME_ORIGIN)
+
+    assert foreign.status_code == 403
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard"
+    assert f'{session.COOKIE}=""' in response.headers["set-cookie"]
+    assert "max-age=0" in response.headers["set-cookie"].lower()
+    assert 'action="/dashboard/login"' in client.get("/dashboard").text
+
+
+def test_dashboard_buttons_act_and_return_to_the_page(redis_client: TestClient) -> None:
+    name = "<script>alert(1)</script>"
+    accepted = redis_client.post(
+        "/generate-digest",
+        json=digest_body(user_info={"name": name, "goals": "<b>graphs</b>"}),
+        headers={"X-API-Key": API_KEY},
+    )
+    task_id = accepted.json()["task_id"]
+    log_in(redis_client)
+
+    before = redis_client.get("/dashboard").text
+    cancelled = redis_client.post(f"/admin/tasks/{task_id}/cancel", headers=BROWSER)
+    after = redis_client.get(cancelled.headers["location"]).text
+    retried = redis_client.post(f"/admin/tasks/{task_id}/retry", headers=BROWSER)
+    again = redis_client.post(f"/admin/tasks/{task_id}/retry", headers=BROWSER)
+
+    assert accepted.status_code == 202
+    assert f'action="/admin/tasks/{task_id}/cancel"' in before
+    assert '<div class="label">Queued</div><div class="value">1</div>' in before
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in before
+    assert name not in before
+    assert cancelled.status_code == 303
+    assert cancelled.headers["location"] == f"/dashboard?done=cancel&task={task_id}"
+    assert f"Cancel requested for task {task_id}." in after
+    assert f'action="/admin/tasks/{task_id}/retry"' in after
+    assert retried.status_code == 303
+    assert again.status_code == 409
+    assert "Only failed or cancelled tasks can be retried" in again.text
