@@ -78,6 +78,7 @@ class Heartbeat:
             await self._release_script(
                 keys=[keys.lease_key(task_id), keys.LEASES], args=[holder, task_id]
             )
+            await self._renew([])  # the worker's presence no longer lists the task
         except RedisError:
             log.warning("lease release failed; it will lapse", extra={"task_id": task_id})
 

@@ -84,7 +84,8 @@ def profile_words(profile: Profile) -> list[tuple[str, list[str]]]:
     """The profile's words (hyphenated compounds kept whole), each with its searchable terms."""
     words = (word.lower() for word in _RAW_WORD.findall(profile.query_text()))
     pairs = ((word, tokenize(word.replace("-", " "))) for word in words)
-    return [(word, terms) for word, terms in pairs if terms]
+    # Bare numbers ("2" in "top 2 papers") are not interests a reader would recognise.
+    return [(word, terms) for word, terms in pairs if terms and not word.isdigit()]
 
 
 def matched_terms(item: Item, profile: Profile) -> list[str]:

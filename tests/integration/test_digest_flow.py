@@ -69,8 +69,11 @@ def test_digest_completes_with_one_signed_callback(stack: Stack, receiver: Recei
     assert status["status"] == "completed", status
     assert status["progress"] == 1.0
     assert status["attempts"] == 1
-    assert status["articles"]
     assert "<html" in status["result"].lower()
+    # A profile about one topic: the digest's picks are the sample's papers on it.
+    titles = [a["item"]["title"] for a in status["articles"]]
+    assert len(titles) == 3
+    assert all("retrieval" in t.lower() or "rag" in t.lower() for t in titles), titles
 
     html = stack.client.get(f"/digests/{task_id}")
     assert html.status_code == 200
