@@ -12,6 +12,7 @@ from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline.run import Attempt
 from shared import queue
 from shared.errors import FencedError, PermanentError, TaskCancelledError, TransientError
+from shared.logs import bind_task, unbind_task
 from shared.models import DigestTask, TaskStatus
 from shared.retry import backoff_delay
 
@@ -43,7 +44,16 @@ async def generate_digest(ctx: WorkerContext, task_id: str) -> str:
         )
         await finished(ctx, gave_up)
         return gave_up.status.value
-    log.info("digest attempt started", extra=extra)
+    context = bind_task(task_id, task.attempt)
+    try:
+        return await _run_attempt(ctx, task)
+    finally:
+        unbind_task(context)
+
+
+async def _run_attempt(ctx: WorkerContext, task: DigestTask) -> str:
+    task_id = task.task_id
+    log.info("digest attempt started")
     metrics = ctx["metrics"]
     await metrics.observe("paperboy_pickup_latency_seconds", _since_runnable(ctx))
     await ctx["heartbeat"].acquire(task_id, task.attempt)
@@ -118,7 +128,14 @@ async def finished(ctx: WorkerContext, task: DigestTask) -> None:
     """After a terminal status: queue the callback (its own job, retried on its own)."""
     log.info(
         "digest finished",
-        extra={"task_id": task.task_id, "attempt": task.attempt, "status": task.status.value},
+        extra={
+            "task_id": task.task_id,
+            "attempt": task.attempt,
+            "status": task.status.value,
+            "prompt_tokens": task.usage.prompt_tokens,
+            "completion_tokens": task.usage.completion_tokens,
+            "cost_usd": task.usage.cost_usd,
+        },
     )
     await ctx["metrics"].inc("paperboy_digests_finished", status=task.status.value)
     if task.status is TaskStatus.FAILED:

@@ -11,12 +11,12 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
 from shared import netguard
+from shared.retry import parse_retry_after
 
 USER_AGENT = "Paperboy-Callback/1"
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -183,7 +183,7 @@ async def _classify(response: httpx.Response) -> DeliveryOutcome:
     excerpt = await _excerpt(response)
     error = f"HTTP {code} {response.reason_phrase}" + (f": {excerpt}" if excerpt else "")
     if code in RETRYABLE_STATUSES or code >= 500:
-        retry_after = _retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return DeliveryOutcome(False, True, code, error, retry_after)
     return DeliveryOutcome(False, False, code, error)
 
@@ -197,19 +197,6 @@ async def _excerpt(response: httpx.Response) -> str:
             if len(data) >= MAX_ERROR_BYTES:
                 break
     return " ".join(data[:MAX_ERROR_BYTES].decode("utf-8", "replace").split())
-
-
-def _retry_after(value: str | None) -> float | None:
-    value = (value or "").strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _describe(exc: httpx.TransportError) -> str:

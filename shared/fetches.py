@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared import keys, netguard
+from shared import keys
 from shared.models import (
     ACTIVE,
-    ARXIV_CATEGORY,
     DEFAULT_CATEGORIES,
     CallbackStatus,
+    CallbackUrl,
+    Categories,
+    Day,
     TaskStatus,
-    parse_day,
     stamp,
     utcnow,
 )
@@ -23,37 +24,13 @@ from shared.store import Backend, Cond, Row
 
 
 class FetchRequest(BaseModel):
-    """The body of `POST /fetch-sources`."""
+    """The body of `POST /fetch-sources`; validate with `context={"allow_private": bool}`."""
 
     model_config = ConfigDict(extra="ignore")
 
-    source_date: StrictStr
-    callback_url: Annotated[StrictStr | None, Field(max_length=netguard.MAX_URL_LENGTH)] = None
-    categories: Annotated[list[StrictStr], Field(min_length=1, max_length=10)] = Field(
-        default_factory=lambda: list(DEFAULT_CATEGORIES)
-    )
-
-    @field_validator("source_date")
-    @classmethod
-    def _real_date(cls, value: str) -> str:
-        parse_day(value)
-        return value
-
-    @field_validator("categories")
-    @classmethod
-    def _arxiv_categories(cls, value: list[str]) -> list[str]:
-        for category in value:
-            if not ARXIV_CATEGORY.fullmatch(category):
-                raise ValueError(f"{category[:40]!r} is not an arXiv category such as cs.AI")
-        return list(dict.fromkeys(value))
-
-    @field_validator("callback_url")
-    @classmethod
-    def _safe_callback(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            allow_private = bool((info.context or {}).get("allow_private", False))
-            netguard.check_url(value, allow_private=allow_private)
-        return value
+    source_date: Day
+    callback_url: CallbackUrl = None
+    categories: Categories = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
 
 
 class FetchTask(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar, Token
 from typing import Any
 
 from shared.settings import Settings
@@ -31,6 +32,27 @@ CONTEXT_FIELDS = (
     "reason",
     "item_id",
 )
+
+
+# The task a coroutine works for; asyncio tasks inherit it, so every line logged on behalf of a
+# task (by the pipeline, the LLM writer, the store) carries its id and attempt.
+_task: ContextVar[tuple[str, int] | None] = ContextVar("paperboy_task", default=None)
+
+
+def bind_task(task_id: str, attempt: int) -> Token[tuple[str, int] | None]:
+    return _task.set((task_id, attempt))
+
+
+def unbind_task(token: Token[tuple[str, int] | None]) -> None:
+    _task.reset(token)
+
+
+class TaskContext(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        bound = _task.get()
+        if bound is not None and not hasattr(record, "task_id"):
+            record.task_id, record.attempt = bound
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -62,6 +84,7 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(TaskContext())
     logger = logging.getLogger("paperboy")
     logger.handlers[:] = [handler]
     logger.setLevel(settings.log_level.upper())

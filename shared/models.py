@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -94,6 +95,36 @@ def _blank_to_default(value: object) -> object:
     return value
 
 
+def _arxiv_categories(value: list[str]) -> list[str]:
+    for category in value:
+        if not ARXIV_CATEGORY.fullmatch(category):
+            raise ValueError(f"{category[:40]!r} is not an arXiv category such as cs.AI")
+    return list(dict.fromkeys(value))
+
+
+def _safe_callback(value: str | None, info: ValidationInfo) -> str | None:
+    """Validate with `context={"allow_private": bool}` to apply the callback network policy."""
+    if value is not None:
+        allow_private = bool((info.context or {}).get("allow_private", False))
+        netguard.check_url(value, allow_private=allow_private)
+    return value
+
+
+def _real_date(value: str | None) -> str | None:
+    if value is not None:
+        parse_day(value)
+    return value
+
+
+Categories = Annotated[
+    list[StrictStr], Field(min_length=1, max_length=10), AfterValidator(_arxiv_categories)
+]
+CallbackUrl = Annotated[
+    StrictStr | None, Field(max_length=netguard.MAX_URL_LENGTH), AfterValidator(_safe_callback)
+]
+Day = Annotated[StrictStr, AfterValidator(_real_date)]
+
+
 class UserInfo(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
@@ -121,38 +152,13 @@ class DigestRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     user_info: UserInfo
-    target_date: StrictStr | None = None
-    source_date: StrictStr | None = None
+    target_date: Day | None = None
+    source_date: Day | None = None
     top_n_articles: Annotated[StrictInt | None, Field(ge=1, le=20)] = None
     top_n_news: Annotated[StrictInt | None, Field(ge=1, le=20)] = None
-    callback_url: Annotated[StrictStr | None, Field(max_length=netguard.MAX_URL_LENGTH)] = None
-    categories: Annotated[list[StrictStr], Field(min_length=1, max_length=10)] = Field(
-        default_factory=lambda: list(DEFAULT_CATEGORIES)
-    )
+    callback_url: CallbackUrl = None
+    categories: Categories = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     digest_sources: DigestSources | None = None
-
-    @field_validator("target_date", "source_date")
-    @classmethod
-    def _real_date(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_day(value)
-        return value
-
-    @field_validator("categories")
-    @classmethod
-    def _arxiv_categories(cls, value: list[str]) -> list[str]:
-        for category in value:
-            if not ARXIV_CATEGORY.fullmatch(category):
-                raise ValueError(f"{category[:40]!r} is not an arXiv category such as cs.AI")
-        return list(dict.fromkeys(value))
-
-    @field_validator("callback_url")
-    @classmethod
-    def _safe_callback(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            allow_private = bool((info.context or {}).get("allow_private", False))
-            netguard.check_url(value, allow_private=allow_private)
-        return value
 
     @model_validator(mode="after")
     def _some_source(self) -> Self:

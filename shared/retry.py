@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 
 def backoff_delay(
@@ -19,3 +22,21 @@ def backoff_delay(
     low = schedule[index - 1] if index > 0 else 0.0
     delay = random.uniform(low, schedule[index])
     return max(delay, retry_after or 0.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A `Retry-After` header in seconds: delta-seconds or an HTTP date; None if unusable."""
+    value = (value or "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 
 import openai
 
 from shared.errors import PaperboyError, PermanentError, TransientError
+from shared.retry import parse_retry_after
 
 MAX_RETRY_AFTER_SECONDS = 3600.0
 _CONTEXT_LENGTH_HINTS = (
@@ -26,17 +25,8 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     millis = _number(headers.get("retry-after-ms"))
     if millis is not None:
         return _bounded(millis / 1000)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _number(value)
-    if seconds is None:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = moment.timestamp() - time.time()
-    return _bounded(seconds)
+    seconds = parse_retry_after(headers.get("retry-after"))
+    return None if seconds is None else _bounded(seconds)
 
 
 def is_quota_exhausted(exc: openai.RateLimitError) -> bool:

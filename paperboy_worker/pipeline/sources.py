@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import date
 from typing import NamedTuple
 
 import httpx
@@ -14,6 +13,7 @@ import httpx
 from paperboy_worker.pipeline import arxiv_feed
 from paperboy_worker.pipeline.items import Item
 from shared.errors import PermanentError, TransientError
+from shared.retry import parse_retry_after
 from shared.settings import Settings
 
 log = logging.getLogger("paperboy.sources")
@@ -129,13 +129,4 @@ def is_transient_status(status: int) -> bool:
 
 def retry_after(response: httpx.Response) -> float | None:
     """The server's `Retry-After` in seconds (delta or HTTP date), if it sent a usable one."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(response.headers.get("Retry-After"))
