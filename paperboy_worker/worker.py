@@ -20,6 +20,7 @@ from paperboy_worker.lease import Heartbeat
 from paperboy_worker.llm import LLMWriter, llm_client, llm_model
 from paperboy_worker.pipeline.writer import OfflineWriter, Writer
 from paperboy_worker.reconcile import reap_leases, reconcile
+from paperboy_worker.retention import clean_up
 from shared import keys, queue
 from shared.logs import configure_logging
 from shared.metrics import Metrics
@@ -139,6 +140,16 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ],
         "cron_jobs": [
             *_daily(settings),
+            cron(
+                clean_up,  # type: ignore[arg-type]
+                name="retention",
+                hour={3},
+                minute={17},
+                second={0},
+                timeout=600,
+                keep_result=3600,
+                max_tries=3,
+            ),
             cron(
                 reap_leases,  # type: ignore[arg-type]
                 name="reap_leases",

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     reconcile_grace_seconds: float = Field(default=30, ge=0)
     retry_backoff_seconds: tuple[float, ...] = (10, 30, 90, 300, 900)
     idempotency_ttl_seconds: int = Field(default=86_400, ge=1)
+    sources_retention_days: int = Field(default=14, ge=1)
 
     # Callbacks
     callback_signing_secret: SecretStr | None = None
