@@ -70,28 +70,35 @@ async def _run_attempt(ctx: WorkerContext, task: DigestTask) -> str:
 
 
 async def _attempt(ctx: WorkerContext, task: DigestTask) -> DigestTask | None:
-    """Run the pipeline; the terminal task, None when fenced, or raise `Retry`."""
+    """Run the pipeline and record how it ended: the terminal task, None when fenced, or raise
+    `Retry`. Recording an outcome can itself find the task cancelled or claimed elsewhere."""
+    try:
+        return await _outcome(ctx, task)
+    except FencedError:
+        log.warning("attempt lost its claim; stopping without writing")
+        return None
+    except TaskCancelledError as exc:
+        log.info("attempt stopped: the task was cancelled")
+        return await ctx["tasks"].end_unowned(
+            task.task_id, TaskStatus.CANCELLED, exc.message, exc.code
+        )
+
+
+async def _outcome(ctx: WorkerContext, task: DigestTask) -> DigestTask:
     settings = ctx["settings"]
-    tasks = ctx["tasks"]
-    extra = {"task_id": task.task_id, "attempt": task.attempt}
     try:
         async with asyncio.timeout(settings.digest_task_timeout):
             return await Attempt(ctx, task, ctx["writer"]).run()
-    except FencedError:
-        log.warning("attempt lost its claim; stopping without writing", extra=extra)
-        return None
-    except TaskCancelledError as exc:
-        return await tasks.end_unowned(task.task_id, TaskStatus.CANCELLED, exc.message, exc.code)
     except PermanentError as exc:
-        log.warning("digest failed permanently: %s", exc.message, extra=extra)
-        return await tasks.fail(task, exc.message, exc.code)
+        log.warning("digest failed permanently: %s", exc.message, extra={"error_code": exc.code})
+        return await ctx["tasks"].fail(task, exc.message, exc.code)
     except TransientError as exc:
         return await _transient(ctx, task, exc.message, exc.code, exc.retry_after)
     except TimeoutError:
         message = f"Attempt timed out after {settings.digest_task_timeout} seconds"
         return await _transient(ctx, task, message, "timeout", None)
     except asyncio.CancelledError:
-        log.warning("attempt interrupted by shutdown; releasing it", extra=extra)
+        log.warning("attempt interrupted by shutdown; releasing it")
         await asyncio.shield(ctx["metrics"].inc("paperboy_digest_interruptions"))
         await asyncio.shield(_release(ctx, task))
         raise
