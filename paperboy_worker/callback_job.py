@@ -77,7 +77,7 @@ async def deliver_callback(ctx: WorkerContext, task_id: str, kind: str = "digest
         allow_private=settings.callback_allow_private_networks,
         timeout=settings.callback_timeout_seconds,
     )
-    await ctx["metrics"].inc(
+    ctx["metrics"].inc(
         "paperboy_callback_deliveries",
         outcome="delivered"
         if outcome.delivered

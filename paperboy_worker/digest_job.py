@@ -55,14 +55,14 @@ async def _run_attempt(ctx: WorkerContext, task: DigestTask) -> str:
     task_id = task.task_id
     log.info("digest attempt started")
     metrics = ctx["metrics"]
-    await metrics.observe("paperboy_pickup_latency_seconds", _since_runnable(ctx))
+    metrics.observe("paperboy_pickup_latency_seconds", _since_runnable(ctx))
     await ctx["heartbeat"].acquire(task_id, task.attempt)
     started = time.monotonic()
     try:
         ended = await _attempt(ctx, task)
     finally:
         await ctx["heartbeat"].release(task_id)
-        await metrics.observe("paperboy_digest_duration_seconds", time.monotonic() - started)
+        metrics.observe("paperboy_digest_duration_seconds", time.monotonic() - started)
     if ended is not None:
         await finished(ctx, ended)
         return ended.status.value
@@ -99,7 +99,7 @@ async def _outcome(ctx: WorkerContext, task: DigestTask) -> DigestTask:
         return await _transient(ctx, task, message, "timeout", None)
     except asyncio.CancelledError:
         log.warning("attempt interrupted by shutdown; releasing it")
-        await asyncio.shield(ctx["metrics"].inc("paperboy_digest_interruptions"))
+        ctx["metrics"].inc("paperboy_digest_interruptions")
         await asyncio.shield(_release(ctx, task))
         raise
 
@@ -119,7 +119,7 @@ async def _transient(
         return await ctx["tasks"].fail(task, f"{message} (after {task.failures + 1} tries)", code)
     delay = backoff_delay(settings.retry_backoff_seconds, task.failures + 1, retry_after)
     await ctx["tasks"].retry_later(task, message, code, delay)
-    await ctx["metrics"].inc("paperboy_digest_retries", error_code=code)
+    ctx["metrics"].inc("paperboy_digest_retries", error_code=code)
     log.warning("attempt failed, retrying in %.1fs: %s", delay, message, extra=extra)
     raise Retry(defer=delay)
 
@@ -144,11 +144,9 @@ async def finished(ctx: WorkerContext, task: DigestTask) -> None:
             "cost_usd": task.usage.cost_usd,
         },
     )
-    await ctx["metrics"].inc("paperboy_digests_finished", status=task.status.value)
+    ctx["metrics"].inc("paperboy_digests_finished", status=task.status.value)
     if task.status is TaskStatus.FAILED:
-        await ctx["metrics"].inc(
-            "paperboy_digest_failures", error_code=task.error_code or "unknown"
-        )
+        ctx["metrics"].inc("paperboy_digest_failures", error_code=task.error_code or "unknown")
     if task.callback_url:
         await queue.enqueue_callback(ctx["redis"], task.task_id)
 

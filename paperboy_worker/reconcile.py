@@ -28,7 +28,7 @@ LIVE = {JobStatus.queued, JobStatus.deferred, JobStatus.in_progress}
 async def reap_leases(ctx: WorkerContext) -> int:
     reaped = len(await lease.reap(ctx["redis"], ctx["tasks"]))
     if reaped:
-        await ctx["metrics"].inc("paperboy_leases_reaped", reaped)
+        ctx["metrics"].inc("paperboy_leases_reaped", reaped)
     return reaped
 
 
@@ -42,7 +42,7 @@ async def reconcile(ctx: WorkerContext) -> dict[str, int]:
     counts["redelivered"] += await _redeliver(ctx, "fetch", await fetches.undelivered())
     for kind in ("requeued", "redelivered"):
         if counts[kind]:
-            await ctx["metrics"].inc("paperboy_tasks_requeued", counts[kind], kind=kind)
+            ctx["metrics"].inc("paperboy_tasks_requeued", counts[kind], kind=kind)
     return counts
 
 

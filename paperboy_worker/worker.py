@@ -29,12 +29,15 @@ from shared.settings import Settings
 from shared.store import open_backend
 from shared.tasks import TaskRepository
 
+METRICS_FLUSH_SECONDS = 1.0
+
 
 async def on_startup(ctx: WorkerContext) -> None:
     settings = ctx["settings"]
     configure_logging(settings)
     ctx["worker_id"] = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     ctx["metrics"] = Metrics(ctx["redis"])
+    await ctx["metrics"].start(METRICS_FLUSH_SECONDS)
     ctx["backend"] = await open_backend(settings)
     ctx["tasks"] = TaskRepository(ctx["backend"])
     ctx["http"] = httpx.AsyncClient(
@@ -55,6 +58,8 @@ async def on_startup(ctx: WorkerContext) -> None:
 
 
 async def on_shutdown(ctx: WorkerContext) -> None:
+    if "metrics" in ctx:
+        await ctx["metrics"].stop()
     if "heartbeat" in ctx:
         await ctx["heartbeat"].stop()
     if "http" in ctx:

@@ -7,6 +7,7 @@ Redis resets them, which Prometheus reads as an ordinary counter reset.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 from collections import defaultdict
@@ -94,32 +95,56 @@ def _field(name: str, labels: Mapping[str, str]) -> str:
 
 
 class Metrics:
-    """Adds to the shared metrics; a metric that cannot be written is logged, never raised."""
+    """Counts in memory and adds them to the shared hash in one round trip per interval.
+
+    Recording never waits and never fails; what cannot be written yet is kept for the next
+    flush.
+    """
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._pending: defaultdict[str, float] = defaultdict(float)
+        self._flusher: asyncio.Task[None] | None = None
 
-    async def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        await self._add({_field(name, labels): amount})
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        self._pending[_field(name, labels)] += amount
 
-    async def observe(self, name: str, value: float, **labels: str) -> None:
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        # Buckets are kept non-cumulative (one field per observation); rendering sums them.
         buckets = SPECS[name].buckets
         index = bisect.bisect_left(buckets, value)
-        changes = {
-            _field(name + "_bucket", {**labels, "le": str(le)}): 1.0 for le in buckets[index:]
-        }
-        changes[_field(name + "_sum", labels)] = value
-        changes[_field(name + "_count", labels)] = 1
-        await self._add(changes)
+        le = str(buckets[index]) if index < len(buckets) else "+Inf"
+        self._pending[_field(name + "_bucket", {**labels, "le": le})] += 1
+        self._pending[_field(name + "_sum", labels)] += value
+        self._pending[_field(name + "_count", labels)] += 1
 
-    async def _add(self, changes: Mapping[str, float]) -> None:
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, defaultdict(float)
+        if not pending:
+            return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for field, amount in changes.items():
+                for field, amount in pending.items():
                     pipe.hincrbyfloat(METRICS_KEY, field, amount)
                 await pipe.execute()
         except RedisError as exc:
-            log.warning("metric not recorded: %s", exc)
+            log.warning("metrics not flushed yet: %s", exc)
+            for field, amount in pending.items():
+                self._pending[field] += amount
+
+    async def start(self, interval: float) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                await self.flush()
+
+        self._flusher = asyncio.create_task(loop(), name="paperboy-metrics")
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush()
 
     async def snapshot(self) -> dict[str, float]:
         raw = await self.redis.hgetall(METRICS_KEY)  # type: ignore[misc]
@@ -165,10 +190,11 @@ class _Snapshot(Collector):
             values = dict(labels)
             buckets = series.get(spec.name + "_bucket", {})
             count = series.get(spec.name + "_count", {}).get(labels, 0.0)
-            bucket_values = [
-                (str(le), buckets.get(tuple(sorted({**values, "le": str(le)}.items())), 0.0))
-                for le in spec.buckets
-            ]
+            bucket_values = []
+            running = 0.0
+            for le in spec.buckets:
+                running += buckets.get(tuple(sorted({**values, "le": str(le)}.items())), 0.0)
+                bucket_values.append((str(le), running))
             family.add_metric(
                 [values.get(k, "") for k in spec.labels],
                 [*bucket_values, ("+Inf", count)],

@@ -245,11 +245,11 @@ class LLMWriter:
 
     async def _count(self, outcome: str) -> None:
         if self.metrics is not None:
-            await self.metrics.inc("paperboy_llm_requests", outcome=outcome)
+            self.metrics.inc("paperboy_llm_requests", outcome=outcome)
 
     async def _observe_wait(self, ticket: Ticket) -> None:
         if self.metrics is not None:
-            await self.metrics.observe("paperboy_ratelimit_wait_seconds", ticket.waited)
+            self.metrics.observe("paperboy_ratelimit_wait_seconds", ticket.waited)
 
     def _fell_back(self, step: str, problem: str, item_id: str | None = None) -> None:
         log.warning(

@@ -86,7 +86,7 @@ class Attempt:
         await self._stage(Stage.RENDER, 0.95, "Rendering the digest")
         day = self.request.effective_date()
         html = render_digest(profile, day, picks, highlights, degraded=self.degraded)
-        await self._close_stage()
+        self._close_stage()
         return await self.ctx["tasks"].complete(
             self.task,
             result=html,
@@ -153,19 +153,19 @@ class Attempt:
             return adapter.validate_python(saved["value"])
         step = await produce()
         self.degraded = self.degraded or step.degraded
-        if step.usage.llm_requests:
+        if step.usage.llm_requests:  # a free step (offline) is cheaper to redo than to keep
             await self._add_usage(step)
-        value = adapter.dump_python(step.value, mode="json")
-        await self.checkpoints.save(name, {"value": value, "degraded": step.degraded})
+            value = adapter.dump_python(step.value, mode="json")
+            await self.checkpoints.save(name, {"value": value, "degraded": step.degraded})
         return step.value
 
     async def _add_usage(self, step: Step[Any]) -> None:
         async with self._writes:
             self.task = await self.ctx["tasks"].add_usage(self.task, step.usage)
         metrics = self.ctx["metrics"]
-        await metrics.inc("paperboy_llm_tokens", step.usage.prompt_tokens, kind="prompt")
-        await metrics.inc("paperboy_llm_tokens", step.usage.completion_tokens, kind="completion")
-        await metrics.inc("paperboy_llm_cost_usd", step.usage.cost_usd)
+        metrics.inc("paperboy_llm_tokens", step.usage.prompt_tokens, kind="prompt")
+        metrics.inc("paperboy_llm_tokens", step.usage.completion_tokens, kind="completion")
+        metrics.inc("paperboy_llm_cost_usd", step.usage.cost_usd)
 
     async def _progress(self, progress: float, message: str) -> None:
         assert self._stage_started is not None
@@ -175,7 +175,7 @@ class Attempt:
             )
 
     async def _stage(self, stage: Stage, progress: float, message: str) -> None:
-        await self._close_stage()
+        self._close_stage()
         self._stage_started = (stage, time.monotonic())
         async with self._writes:
             self.task = await self.ctx["tasks"].progress(self.task, stage, progress, message)
@@ -183,11 +183,11 @@ class Attempt:
         if self.settings.stage_delay_seconds:
             await asyncio.sleep(self.settings.stage_delay_seconds)
 
-    async def _close_stage(self) -> None:
+    def _close_stage(self) -> None:
         if self._stage_started is not None:
             stage, began = self._stage_started
             self._stage_started = None
-            await self.ctx["metrics"].observe(
+            self.ctx["metrics"].observe(
                 "paperboy_stage_duration_seconds", time.monotonic() - began, stage=stage.value
             )
 

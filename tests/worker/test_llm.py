@@ -773,7 +773,8 @@ async def test_requests_and_limiter_waits_reach_the_metrics(
     client: openai.AsyncOpenAI, provider: respx.Route
 ) -> None:
     redis = fakeredis.FakeAsyncRedis()
-    writer = LLMWriter(client, MODEL, RecordingLimiter(), metrics=Metrics(redis))
+    metrics = Metrics(redis)
+    writer = LLMWriter(client, MODEL, RecordingLimiter(), metrics=metrics)
     provider.side_effect = [
         api_error(429, "rate_limit_exceeded", **{"Retry-After": "0"}),
         completion(ANALYSIS_ANSWER),
@@ -786,6 +787,7 @@ async def test_requests_and_limiter_waits_reach_the_metrics(
     with pytest.raises(PermanentError):
         await writer.analyse(PICKS[0], PROFILE)
 
+    await metrics.flush()
     saved = {k.decode(): float(v) for k, v in (await redis.hgetall(METRICS_KEY)).items()}
     assert saved["paperboy_llm_requests|outcome=rate_limited"] == 1
     assert saved["paperboy_llm_requests|outcome=completed"] == 1
