@@ -73,7 +73,7 @@ async def generate_digest(request: Request) -> Response:
         max_attempts=state["settings"].digest_max_tries,
     )
     try:
-        return await _accept(state, task, key, request_hash(body))
+        return await _accept(state, task, key, request_hash(body) if key else "")
     except (StoreError, RedisError) as exc:
         log.warning("could not accept a digest: %s", exc, extra={"task_id": task.task_id})
         raise ApiError(503, "Cannot record work right now; retry shortly", RETRY_AFTER) from exc

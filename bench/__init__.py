@@ -1,0 +1,1 @@
+"""`make bench`: Paperboy side by side with bare arq; writes docs/BENCHMARKS.md."""

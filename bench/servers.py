@@ -1,0 +1,362 @@
+"""Lifecycles of everything the benchmark runs: a private Redis, the API, Paperboy and bare arq
+workers, a callback receiver, and a local OpenAI-compatible provider.
+
+Every server binds 127.0.0.1; every wait has a deadline; `Lab.close()` stops every process it
+started (by its own pid, never by name) and removes its temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+from shared import keys
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DATA = Path(__file__).resolve().parent / "data"
+ONE_ENTRY_FEED = DATA / "one_entry.xml"
+API_KEY = "bench-key"
+BARE_QUEUE = "bench:bare"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.02) -> T:
+    """Poll `check` until it returns something truthy; raise after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g}s")
+        time.sleep(interval)
+
+
+@dataclass
+class Proc:
+    """A child process the benchmark started, with its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def status_kib(self, field: str) -> int:
+        """A `VmRSS`/`VmHWM`-style field of /proc/<pid>/status, in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def thread_cpu(self) -> tuple[float, float]:
+        """CPU seconds of the main thread (the event loop) and of all the other threads."""
+        fields = Path(f"/proc/{self.pid}/task/{self.pid}/stat").read_text().rsplit(")", 1)[1]
+        values = fields.split()
+        main = (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
+        return main, max(self.cpu_seconds() - main, 0.0)
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGCONT)
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+
+
+class Lab:
+    """A temporary directory and the processes started in it; `close()` undoes both."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="paperboy-bench-"))
+        self.procs: list[Proc] = []
+        self._count = 0
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
+        self._count += 1
+        log_path = self.dir / f"{self._count:03d}-{name}.log"
+        with log_path.open("wb") as out:
+            popen = subprocess.Popen(
+                argv, env=env, cwd=self.dir, stdout=out, stderr=subprocess.STDOUT
+            )
+        proc = Proc(name, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Proc, timeout: float = 15) -> None:
+        proc.stop(timeout)
+        with contextlib.suppress(ValueError):
+            self.procs.remove(proc)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                proc.stop(timeout=10)
+        self.procs.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# Redis
+
+
+@dataclass
+class RedisServer:
+    proc: Proc
+    port: int
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db)
+
+    def flush(self) -> None:
+        client = self.client()
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+    def commands_processed(self) -> int:
+        client = self.client()
+        try:
+            stats: dict[str, Any] = client.info("stats")  # type: ignore[assignment]
+            return int(stats["total_commands_processed"])
+        finally:
+            client.close()
+
+    def commandstats(self) -> dict[str, int]:
+        client = self.client()
+        try:
+            stats: dict[str, Any] = client.info("commandstats")  # type: ignore[assignment]
+        finally:
+            client.close()
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def start_redis(lab: Lab, name: str = "redis") -> RedisServer:
+    port = free_port()
+    data = lab.path(f"{name}-data")
+    data.mkdir()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(data), "--protected-mode", "yes"]
+    proc = lab.spawn(name, argv, base_env())
+    server = RedisServer(proc, port)
+
+    def pings() -> bool:
+        client = server.client()
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+        finally:
+            client.close()
+
+    wait_for(pings, 10, "redis-server start")
+    return server
+
+
+# Environments
+
+
+def base_env() -> dict[str, str]:
+    """A minimal environment: nothing from the caller's shell can change a setting."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+    env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def paperboy_env(redis_url: str, sqlite_path: Path, **overrides: Any) -> dict[str, str]:
+    """The shipped defaults, plus what a local benchmark needs: its Redis and store, loopback
+    callbacks, JSON logs (as in production), and `overrides` (upper-cased setting names)."""
+    env = base_env()
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "STATE_BACKEND": "sqlite",
+            "SQLITE_PATH": str(sqlite_path),
+            "API_KEY": API_KEY,
+            "LLM_PROVIDER": "offline",
+            "SOURCE_MODE": "sample",
+            "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+            "CALLBACK_SIGNING_SECRET": "bench-signing-secret",
+            "LOG_FORMAT": "json",
+        }
+    )
+    env.update({key.upper(): str(value) for key, value in overrides.items()})
+    return env
+
+
+# Paperboy processes
+
+
+def start_worker(lab: Lab, env: dict[str, str], name: str = "worker") -> Proc:
+    return lab.spawn(name, [str(BIN / "arq"), "paperboy_worker.WorkerSettings"], env)
+
+
+def worker_ready(server: RedisServer, proc: Proc, db: int = 0, timeout: float = 30) -> None:
+    """Wait until the worker announced itself (its heartbeat runs at the end of start-up)."""
+    client = server.client(db)
+    marker = f"-{proc.pid}-"
+
+    def registered() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited at start:\n{proc.log_tail()}")
+        members: list[bytes] = client.zrange(keys.WORKERS, 0, -1)  # type: ignore[assignment]
+        return any(marker in m.decode() for m in members)
+
+    try:
+        wait_for(registered, timeout, f"{proc.name} ready")
+    finally:
+        client.close()
+
+
+def start_api(lab: Lab, env: dict[str, str]) -> tuple[Proc, str]:
+    """`uvicorn paperboy_api.app:app` as shipped (Dockerfile, fly.toml), on 127.0.0.1."""
+    port = free_port()
+    argv = [str(BIN / "uvicorn"), "paperboy_api.app:app", "--host", "127.0.0.1"]
+    proc = lab.spawn("api", [*argv, "--port", str(port)], env)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"api exited at start:\n{proc.log_tail()}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_for(healthy, 30, "api ready", interval=0.05)
+    return proc, url
+
+
+# Bare arq
+
+
+def start_bare_worker(
+    lab: Lab, server: RedisServer, *, poll_delay: float, max_jobs: int = 10, db: int = 0
+) -> Proc:
+    """`arq bench.bare.WorkerSettings`: arq's defaults but the poll delay, no-op jobs."""
+    env = base_env()
+    env.update(
+        {
+            "BENCH_REDIS_PORT": str(server.port),
+            "BENCH_REDIS_DB": str(db),
+            "BENCH_POLL_DELAY": str(poll_delay),
+            "BENCH_MAX_JOBS": str(max_jobs),
+        }
+    )
+    proc = lab.spawn(
+        f"bare-arq-{poll_delay:g}", [str(BIN / "arq"), "bench.bare.WorkerSettings"], env
+    )
+    client = server.client(db)
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"bare worker exited at start:\n{proc.log_tail()}")
+        return bool(client.exists(f"bench:bare:ready:{proc.pid}"))
+
+    try:
+        wait_for(ready, 30, "bare arq worker ready")
+    finally:
+        client.close()
+    return proc
+
+
+# Callback receiver
+
+
+@dataclass
+class Receiver:
+    proc: Proc
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def counts(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/count", timeout=5) as response:
+            data: dict[str, int] = json.loads(response.read())
+            return data
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+
+def start_receiver(lab: Lab) -> Receiver:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.receiver", "--port", str(port)]
+    receiver = Receiver(lab.spawn("receiver", argv, base_env()), port)
+
+    def answers() -> bool:
+        with contextlib.suppress(OSError):
+            return receiver.counts() is not None
+        return False
+
+    wait_for(answers, 15, "callback receiver ready", interval=0.05)
+    return receiver
+
+
+@dataclass
+class Bench:
+    """What every figure shares: the temporary lab, one private Redis, one callback receiver."""
+
+    lab: Lab
+    redis: RedisServer
+    receiver: Receiver
+
+    def sqlite_path(self, name: str) -> Path:
+        return self.lab.path(f"{name}.db")
