@@ -17,7 +17,18 @@ from bench import enqueue, llm_bound, memory, overhead, pickup, profile, retry_c
 from bench.servers import ROOT
 from bench.stats import spread
 
-PACKAGES = ("arq", "redis", "hiredis", "uvicorn", "starlette", "httpx", "openai", "pydantic", "h11")
+PACKAGES = (
+    "arq",
+    "redis",
+    "hiredis",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "starlette",
+    "httpx",
+    "openai",
+    "pydantic",
+)
 
 # Targets of the issue ("Benchmarks: prove it is fast and cheap, side by side").
 ENQUEUE_RATIO = 0.5
@@ -152,10 +163,11 @@ def _enqueue(doc: Doc, r: enqueue.Result) -> None:
         "",
         f"{r.requests:,} requests per concurrency level after an untimed warm-up, keep-alive "
         "httpx clients (one connection per lane), to one `uvicorn paperboy_api.app:app` process as "
-        "shipped (asyncio loop, h11: `requirements.lock` has neither uvloop nor httptools), "
+        "shipped (uvloop and httptools from `requirements.lock`, `--no-access-log` as in "
+        "fly.toml), "
         "SQLite store, private Redis; no worker runs, so the queue only grows. Each request "
-        "validates the body, inserts the row, enqueues the arq job and logs one JSON line (plus "
-        "uvicorn's access line). Bare arq: `ArqRedis.enqueue_job` of a no-op job from one process "
+        "validates the body, inserts the row, enqueues the arq job and logs one JSON line. "
+        "Bare arq: `ArqRedis.enqueue_job` of a no-op job from one process "
         "at the same concurrency, in the same repetition. CPU shares are CPU-seconds per wall "
         "second of the serving process (the API, or the bare enqueuing process itself) and of "
         "the load generator.",
@@ -649,8 +661,8 @@ def _why_enqueue(doc: Doc, r: enqueue.Result, prof: profile.Profile | None) -> N
                     ("read_json", "reading the body"),
                 ],
             )
-            + ". The HTTP server's share is uvicorn's pure-Python h11 protocol (request "
-            "parsing and response writing) on the plain asyncio loop.",
+            + ". The HTTP server's share is uvicorn's protocol on httptools (request parsing "
+            "and response writing) on uvloop.",
             "",
         )
 

@@ -263,7 +263,7 @@ def worker_ready(server: RedisServer, proc: Proc, db: int = 0, timeout: float = 
 def start_api(lab: Lab, env: dict[str, str]) -> tuple[Proc, str]:
     """`uvicorn paperboy_api.app:app` as shipped (Dockerfile, fly.toml), on 127.0.0.1."""
     port = free_port()
-    argv = [str(BIN / "uvicorn"), "paperboy_api.app:app", "--host", "127.0.0.1"]
+    argv = [str(BIN / "uvicorn"), "paperboy_api.app:app", "--host", "127.0.0.1", "--no-access-log"]
     proc = lab.spawn("api", [*argv, "--port", str(port)], env)
     url = f"http://127.0.0.1:{port}"
 
