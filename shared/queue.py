@@ -8,7 +8,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.jobs import Job, JobStatus
+from arq.jobs import Job, JobStatus, serialize_job
+from arq.utils import timestamp_ms
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -53,54 +54,52 @@ async def open_pool(settings: Settings, *, retries: int | None = None) -> ArqRed
     )
 
 
+# arq's `enqueue_job` in one round trip instead of three (WATCH/EXISTS, then MULTI/PSETEX/ZADD/
+# EXEC): the same keys, job format and refusal of an id that is queued, running or has a result,
+# checked and written atomically by the server. Enqueueing is most of the API's work per request.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+
+async def enqueue(
+    redis: ArqRedis, function: str, job_id: str, *args: Any, defer: float = 0
+) -> bool:
+    """Queue `function(*args)` under `job_id`; False when that id is already known to arq."""
+    now = timestamp_ms()
+    job = serialize_job(function, args, {}, None, now, serializer=serialize)
+    expires_ms = int(JOB_EXPIRES.total_seconds() * 1000)
+    keys_ = [keys.ARQ_JOB + job_id, keys.ARQ_RESULT + job_id, keys.QUEUE]
+    args_: list[Any] = [expires_ms, job, now + int(defer * 1000), job_id]
+    created = await redis.eval(_ENQUEUE, 3, *keys_, *args_)  # type: ignore[misc]
+    return bool(created)
+
+
 async def enqueue_digest(redis: ArqRedis, task_id: str, *, defer: float = 0) -> bool:
     """Queue a digest; False when its job is already queued, running or waiting to retry."""
-    job = await redis.enqueue_job(
-        keys.GENERATE_DIGEST,
-        task_id,
-        _job_id=keys.digest_job_id(task_id),
-        _queue_name=keys.QUEUE,
-        _defer_by=timedelta(seconds=defer) if defer > 0 else None,
-        _expires=JOB_EXPIRES,
+    return await enqueue(
+        redis, keys.GENERATE_DIGEST, keys.digest_job_id(task_id), task_id, defer=defer
     )
-    return job is not None
 
 
 async def enqueue_daily_run(redis: ArqRedis, source_date: date, run_id: str = "cron") -> bool:
     """Queue the daily fan-out for a date; each run id is its own run (all of them idempotent)."""
-    job = await redis.enqueue_job(
-        keys.DAILY_RUN,
-        source_date.isoformat(),
-        _job_id=f"daily:{source_date.isoformat()}:{run_id}",
-        _queue_name=keys.QUEUE,
-    )
-    return job is not None
+    job_id = f"daily:{source_date.isoformat()}:{run_id}"
+    return await enqueue(redis, keys.DAILY_RUN, job_id, source_date.isoformat())
 
 
 async def enqueue_callback(
     redis: ArqRedis, task_id: str, *, kind: str = "digest", defer: float = 0
 ) -> bool:
-    job = await redis.enqueue_job(
-        keys.DELIVER_CALLBACK,
-        task_id,
-        kind,
-        _job_id=keys.callback_job_id(task_id, kind),
-        _queue_name=keys.QUEUE,
-        _defer_by=timedelta(seconds=defer) if defer else None,
-        _expires=JOB_EXPIRES,
-    )
-    return job is not None
+    job_id = keys.callback_job_id(task_id, kind)
+    return await enqueue(redis, keys.DELIVER_CALLBACK, job_id, task_id, kind, defer=defer)
 
 
 async def enqueue_fetch(redis: ArqRedis, task_id: str) -> bool:
-    job = await redis.enqueue_job(
-        keys.FETCH_SOURCES,
-        task_id,
-        _job_id=keys.fetch_job_id(task_id),
-        _queue_name=keys.QUEUE,
-        _expires=JOB_EXPIRES,
-    )
-    return job is not None
+    return await enqueue(redis, keys.FETCH_SOURCES, keys.fetch_job_id(task_id), task_id)
 
 
 async def job_status(redis: ArqRedis, job_id: str) -> JobStatus:

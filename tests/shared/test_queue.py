@@ -1,0 +1,58 @@
+"""Our one-round-trip enqueue writes exactly what arq's `enqueue_job` would, and dedupes alike."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from arq.jobs import Job, JobStatus
+
+from shared import keys, queue
+from shared.settings import Settings
+from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[queue.ArqRedis]:
+    client = queue.connect(Settings(redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"))
+    yield client
+    await client.aclose()
+
+
+async def test_a_job_enqueued_here_reads_back_through_arq(redis: queue.ArqRedis) -> None:
+    task_id = f"t-{uuid.uuid4().hex}"
+    try:
+        assert await queue.enqueue_digest(redis, task_id)
+        job = Job(task_id, redis, _queue_name=keys.QUEUE, _deserializer=queue.deserialize)
+        info = await job.info()
+
+        assert await job.status() == JobStatus.queued
+        assert info is not None
+        assert info.function == keys.GENERATE_DIGEST
+        assert list(info.args) == [task_id]
+        assert 0 < await redis.pttl(keys.ARQ_JOB + task_id) <= 3 * 86_400_000
+        # Refused while queued, by us and by arq alike.
+        assert not await queue.enqueue_digest(redis, task_id)
+        assert await redis.enqueue_job(keys.GENERATE_DIGEST, task_id, _job_id=task_id) is None
+    finally:
+        await redis.delete(keys.ARQ_JOB + task_id)
+        await redis.zrem(keys.QUEUE, task_id)
+
+
+async def test_a_deferred_job_waits_for_its_score(redis: queue.ArqRedis) -> None:
+    task_id = f"t-{uuid.uuid4().hex}"
+    try:
+        assert await queue.enqueue_callback(redis, task_id, kind="fetch", defer=30)
+        job_id = keys.callback_job_id(task_id, "fetch")
+        job = Job(job_id, redis, _queue_name=keys.QUEUE, _deserializer=queue.deserialize)
+
+        assert await job.status() == JobStatus.deferred
+        info = await job.info()
+        assert info is not None
+        assert list(info.args) == [task_id, "fetch"]
+    finally:
+        await redis.delete(keys.ARQ_JOB + keys.callback_job_id(task_id, "fetch"))
+        await redis.zrem(keys.QUEUE, keys.callback_job_id(task_id, "fetch"))
