@@ -655,7 +655,7 @@ def _why_enqueue(doc: Doc, r: enqueue.Result, prof: profile.Profile | None) -> N
                 prof,
                 [
                     ("generate_digest", "the whole handler"),
-                    ("enqueue_digest", "arq `enqueue_job`: WATCH, EXISTS, MULTI/PSETEX/ZADD/EXEC"),
+                    ("enqueue_digest", "one script writing arq's job: EXISTS, PSETEX, ZADD"),
                     ("TaskRepository.create", "the row insert, handed to the SQLite thread"),
                     ("JsonFormatter.format", "the JSON log line"),
                     ("read_json", "reading the body"),
