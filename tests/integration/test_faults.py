@@ -39,6 +39,23 @@ def holder(stack: Stack, task_id: str, workers: list[Proc]) -> Proc:
     return wait_until(find, timeout=20)  # type: ignore[no-any-return]
 
 
+def interrupt(
+    stack: Stack,
+    task_id: str,
+    processes: Callable[..., Proc],
+    env: dict[str, str],
+    sig: signal.Signals,
+    times: int,
+) -> None:
+    """Start a worker, signal it once it runs the task, `times` over; then one that may finish."""
+    for _ in range(times):
+        worker = processes("worker", env)
+        holder(stack, task_id, [worker])
+        worker.signal(sig)
+        worker.process.wait(timeout=15)
+    processes("worker", env)
+
+
 def delivery_ids(receiver: Receiver, task_id: str) -> set[str]:
     return {d.headers["X-Paperboy-Delivery"] for d in receiver.for_task(task_id)}
 
@@ -199,13 +216,8 @@ def test_three_sigterms_in_a_row_do_not_fail_the_digest(
     stack = start_api(env)
     task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
 
-    for _ in range(3):
-        worker = processes("worker", env)
-        holder(stack, task_id, [worker])
-        worker.signal(signal.SIGTERM)
-        worker.process.wait(timeout=15)
+    interrupt(stack, task_id, processes, env, signal.SIGTERM, times=3)
 
-    processes("worker", env)
     status = assert_one_outcome(stack, receiver, task_id)
     assert status["status"] == "completed"
     assert status["interruptions"] == 3
@@ -222,13 +234,8 @@ def test_crash_looping_task_fails_after_bounded_interruptions(
     stack = start_api(env)
     task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
 
-    for _ in range(3):
-        worker = processes("worker", env)
-        holder(stack, task_id, [worker])
-        worker.signal(signal.SIGKILL)
-        worker.process.wait(timeout=10)
+    interrupt(stack, task_id, processes, env, signal.SIGKILL, times=3)
 
-    processes("worker", env)
     status = assert_one_outcome(stack, receiver, task_id)
     assert status["status"] == "failed"
     assert status["error_code"] == "too_many_interruptions"
