@@ -32,7 +32,7 @@ from bench.servers import (
     ONE_ENTRY_FEED,
     Bench,
     RedisServer,
-    paperboy_env,
+    llm_env,
     start_worker,
     worker_ready,
 )
@@ -105,14 +105,11 @@ async def _run(bench: Bench, workers: int, digests: int, name: str) -> Run:
     bench.redis.flush()
     sqlite_path = bench.sqlite_path(name)
     with FakeOpenAI(latency=LATENCY, rpm=PROVIDER_RPM, window=WINDOW) as fake:
-        env = paperboy_env(
+        env = llm_env(
             bench.redis.url(),
             sqlite_path,
+            fake.url,
             arxiv_sample_path=ONE_ENTRY_FEED,
-            llm_provider="openai",
-            openai_api_key="sk-bench",
-            openai_base_url=fake.url,
-            openai_model="fake-model",
             llm_rpm=PROVIDER_RPM,
             llm_tpm=100_000_000,
         )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.servers import Bench, paperboy_env, start_bare_worker, start_worker, worker_ready
+from bench.servers import Bench, llm_env, start_bare_worker, start_worker, worker_ready
 from bench.tasks import Producer, StoreReader, digest_body, timestamp
 from tests.fake_openai import FakeOpenAI
 
@@ -57,13 +57,10 @@ async def _rep(bench: Bench, name: str) -> Rep:
     bench.receiver.reset()
     sqlite_path = bench.sqlite_path(name)
     with FakeOpenAI(latency=LATENCY) as fake:
-        env = paperboy_env(
+        env = llm_env(
             bench.redis.url(),
             sqlite_path,
-            llm_provider="openai",
-            openai_api_key="sk-bench",
-            openai_base_url=fake.url,
-            openai_model="fake-model",
+            fake.url,
         )
         producer = await Producer.open(bench.redis.url(), sqlite_path)
         worker = start_worker(bench.lab, env, "worker-memory")

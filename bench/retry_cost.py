@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.servers import Bench, Proc, paperboy_env, start_worker, worker_ready
+from bench.servers import Bench, Proc, llm_env, start_worker, worker_ready
 from bench.tasks import Producer, StoreReader, digest_body
 from shared import keys
 from tests.fake_openai import FakeOpenAI
@@ -79,13 +79,10 @@ async def _rep(bench: Bench, name: str) -> Rep:
     bench.redis.flush()
     sqlite_path = bench.sqlite_path(name)
     with FakeOpenAI(latency=LATENCY) as fake:
-        env = paperboy_env(
+        env = llm_env(
             bench.redis.url(),
             sqlite_path,
-            llm_provider="openai",
-            openai_api_key="sk-bench",
-            openai_base_url=fake.url,
-            openai_model="fake-model",
+            fake.url,
             **FAST_LEASES,
         )
         producer = await Producer.open(bench.redis.url(), sqlite_path)

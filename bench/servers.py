@@ -236,6 +236,21 @@ def paperboy_env(redis_url: str, sqlite_path: Path, **overrides: Any) -> dict[st
     return env
 
 
+def llm_env(
+    redis_url: str, sqlite_path: Path, provider_url: str, **overrides: Any
+) -> dict[str, str]:
+    """`paperboy_env` with the OpenAI path pointed at a local provider."""
+    return paperboy_env(
+        redis_url,
+        sqlite_path,
+        llm_provider="openai",
+        openai_api_key="sk-bench",
+        openai_base_url=provider_url,
+        openai_model="fake-model",
+        **overrides,
+    )
+
+
 # Paperboy processes
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from shared.settings import load_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 BIN = Path(sys.executable).parent
@@ -115,10 +117,11 @@ def main() -> None:
     VAR.mkdir(exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
     try:
-        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        settings = load_settings()  # REDIS_URL and API_KEY, from the environment or .env
+        redis_url = settings.redis_url
         if not redis_answers(redis_url):
             redis_url = start_redis(children)
-        api_key = os.environ.get("API_KEY", "dev-key")
+        api_key = settings.api_key.get_secret_value()
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
