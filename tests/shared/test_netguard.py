@@ -37,6 +37,7 @@ def refusal(url: str, *, allow_private: bool = False) -> str:
         "http://" + ".".join(["abcdefghi"] * 26) + "/hook",
         "http://example.com../hook",
         "http://bad label.example.com/hook",
+        "http://%31%32%37.0.0.1/hook",
     ],
 )
 def test_hosts_dns_cannot_carry_are_refused_at_request_time(url: str) -> None:
