@@ -98,7 +98,7 @@ async def daily_run(ctx: WorkerContext, source_date_text: str) -> dict[str, int]
         )
     log.info(
         "daily run queued digests",
-        extra={"status": f"{created} new of {len(profiles)} profiles for {source_date_text}"},
+        extra={"queued": created, "profiles": len(profiles), "source_date": source_date_text},
     )
     return {"profiles": len(profiles), "created": created}
 

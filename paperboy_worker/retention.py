@@ -34,7 +34,7 @@ async def clean_up(ctx: WorkerContext) -> dict[str, int]:
             ctx, keys.FETCH_TASKS, "created_at", sources_cutoff, [finished]
         ),
     }
-    log.info("retention clean-up", extra={"status": str(removed)})
+    log.info("retention clean-up", extra={"removed": removed})
     return removed
 
 

@@ -87,22 +87,26 @@ async def deliver(
     """
     try:
         async with asyncio.timeout(timeout):
-            netguard.check_url(url, allow_private=allow_private)
-            parts = urlsplit(url)
-            addresses = await _addresses(parts, allow_private=allow_private)
-            request = _Request(parts, body, headers, httpx.Timeout(timeout))
+            host = netguard.check_url(url, allow_private=allow_private)
+            request = _Request(urlsplit(url), host, body, headers, httpx.Timeout(timeout))
+            addresses = await _addresses(request, allow_private=allow_private)
             return await _post_first(client, request, addresses)
     except (netguard.UnsafeTargetError, httpx.InvalidURL) as exc:
         return _fail(str(exc))
-    except socket.gaierror as exc:
-        return _retry(f"could not resolve {urlsplit(url).hostname}: {exc}")
+    except _UnresolvedError as exc:
+        return _retry(str(exc))
     except TimeoutError:
         return _retry(f"no answer within {timeout:g} s")
+
+
+class _UnresolvedError(Exception):
+    """The host could not be looked up this time; a later attempt may succeed."""
 
 
 @dataclass(frozen=True)
 class _Request:
     parts: SplitResult
+    host: str  # as netguard.check_url normalised it: the name looked up, sent and verified
     body: bytes
     headers: Mapping[str, str]
     limits: httpx.Timeout
@@ -122,16 +126,21 @@ async def _post_first(
     return _retry(failure)
 
 
-async def _addresses(parts: SplitResult, *, allow_private: bool) -> list[netguard.IPAddress]:
-    host = parts.hostname or ""
+async def _addresses(request: _Request, *, allow_private: bool) -> list[netguard.IPAddress]:
+    host, parts = request.host, request.parts
     literal = netguard.parse_ip(host)
     if literal is not None:
         return [literal]  # check_url has checked it
     port = parts.port or DEFAULT_PORTS[parts.scheme]
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        # gaierror, herror, or the codec refusing a name: every way the lookup can fail is one
+        # failed attempt, so the retry window still ends it rather than leaving it pending.
+        raise _UnresolvedError(f"could not resolve {host}: {exc}") from exc
     addresses = list(dict.fromkeys(_resolved(str(info[4][0])) for info in infos))
     if not addresses:
-        raise socket.gaierror(f"no addresses for {host}")
+        raise _UnresolvedError(f"could not resolve {host}: no addresses")
     for address in addresses:
         netguard.check_address(address, allow_private=allow_private)
     return addresses
@@ -147,12 +156,12 @@ def _resolved(text: str) -> netguard.IPAddress:
 async def _post(
     client: httpx.AsyncClient, request: _Request, address: netguard.IPAddress
 ) -> DeliveryOutcome:
-    parts, host = request.parts, request.parts.hostname or ""
+    parts, host = request.parts, request.host
     literal = f"[{address}]" if address.version == 6 else str(address)
     netloc = literal if parts.port is None else f"{literal}:{parts.port}"
     target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
     headers = httpx.Headers(request.headers)
-    headers["Host"] = _host_header(parts)
+    headers["Host"] = _host_header(parts, host)
     # Identity encoding keeps the bounded read of an error body bounded after decoding too.
     headers["Accept-Encoding"] = "identity"
     by_name = parts.scheme == "https" and netguard.parse_ip(host) is None
@@ -169,8 +178,7 @@ async def _post(
         return await _classify(response)
 
 
-def _host_header(parts: SplitResult) -> str:
-    host = parts.hostname or ""
+def _host_header(parts: SplitResult, host: str) -> str:
     host = f"[{host}]" if ":" in host else host
     port = parts.port
     return host if port in (None, DEFAULT_PORTS[parts.scheme]) else f"{host}:{port}"

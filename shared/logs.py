@@ -4,34 +4,48 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
+from datetime import date, datetime, time
+from enum import Enum
 from typing import Any
 
 from shared.settings import Settings
 
-# Fields a log call may pass in `extra=` that belong in the structured line.
-CONTEXT_FIELDS = (
-    "task_id",
-    "attempt",
-    "stage",
-    "status",
-    "worker_id",
-    "error_code",
-    "delivery_id",
-    "attempts",
-    "user_id",
-    "llm_step",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "limiter_wait_s",
-    "duration_s",
-    "retry_after",
-    "http_status",
-    "reason",
-    "item_id",
-)
+# What every LogRecord carries by itself; anything else on a record came from `extra=` (or
+# from TaskContext) and is written out, whatever its name.
+STANDARD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", logging.INFO, "", 0, "", (), None).__dict__
+) | {"message", "asctime", "taskName"}
+# The JSON line's own keys; an extra field of the same name is written beside them.
+LINE_KEYS = frozenset({"ts", "level", "logger", "msg", "exc"})
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The record's extra fields, in the order they were given, as JSON-safe values."""
+    return {
+        name: json_safe(value)
+        for name, value in record.__dict__.items()
+        if name not in STANDARD_ATTRIBUTES
+    }
+
+
+def json_safe(value: object) -> Any:
+    """`value` as something `json.dumps` writes as standard JSON; anything unknown as its str."""
+    if isinstance(value, Enum):
+        return json_safe(value.value)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    return str(value)
 
 
 # The task a coroutine works for; asyncio tasks inherit it, so every line logged on behalf of a
@@ -63,19 +77,26 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        line.update({f: getattr(record, f) for f in CONTEXT_FIELDS if hasattr(record, f)})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        for name, value in extra_fields(record).items():
+            line[f"extra_{name}" if name in LINE_KEYS else name] = value
+        return json.dumps(line, allow_nan=False)
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        context = " ".join(
-            f"{f}={getattr(record, f)}" for f in CONTEXT_FIELDS if hasattr(record, f)
-        )
+        context = " ".join(f"{k}={_text(v)}" for k, v in extra_fields(record).items())
         return f"{base} {context}" if context else base
+
+
+def _text(value: Any) -> str:
+    # Bare words stay bare; anything with spaces, quotes or structure is quoted as JSON so a
+    # reader (or a grep) can tell where one field ends.
+    if isinstance(value, str) and value and not any(c.isspace() or c in '"=' for c in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def configure_logging(settings: Settings) -> None:

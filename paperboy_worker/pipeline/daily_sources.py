@@ -90,7 +90,7 @@ async def _fetch_and_store(ctx: WorkerContext, day: date, category: str) -> list
         await ctx["backend"].upsert(keys.DAILY_SOURCES, row)
     log.info(
         "sources fetched",
-        extra={"status": f"{len(items)} papers in {category} for {day.isoformat()}"},
+        extra={"papers": len(items), "category": category, "source_date": day.isoformat()},
     )
     return items
 

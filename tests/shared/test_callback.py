@@ -280,6 +280,40 @@ async def test_unresolvable_name_is_retryable(client: httpx.AsyncClient) -> None
     assert outcome.retryable
 
 
+@pytest.mark.parametrize(
+    "url", ["http://a..example.com/hook", "http://" + "x" * 64 + ".example.com/hook"]
+)
+async def test_a_host_dns_cannot_carry_is_refused_not_raised(
+    client: httpx.AsyncClient, url: str
+) -> None:
+    # The resolver's codec raised UnicodeError for these, which left the callback pending.
+    outcome = await deliver(client, url, b"{}", {}, allow_private=True, timeout=5)
+    assert not outcome.delivered
+    assert not outcome.retryable
+    assert outcome.error is not None
+    assert "label" in outcome.error
+
+
+@pytest.mark.parametrize("host", ["１２７.0.0.1", "localhost.", "[2002:7f00:1::]"])
+async def test_other_loopback_spellings_are_refused_at_delivery(
+    receiver: Receiver, client: httpx.AsyncClient, host: str
+) -> None:
+    url = f"http://{host}:{receiver.port}/"
+    outcome = await deliver(client, url, b"{}", {}, allow_private=False, timeout=5)
+    assert not outcome.delivered
+    assert not outcome.retryable
+    assert receiver.connections == 0
+
+
+async def test_a_trailing_dot_name_is_looked_up_and_sent_without_it(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    url = f"http://LocalHost.:{receiver.port}/hook"
+    outcome = await deliver(client, url, b"{}", {}, allow_private=True, timeout=5)
+    assert outcome.delivered
+    assert receiver.requests[0].headers["host"] == f"localhost:{receiver.port}"
+
+
 async def test_receiver_error_text_is_bounded(
     receiver: Receiver, client: httpx.AsyncClient
 ) -> None:
