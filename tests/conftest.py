@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 
+from tests.postgrest_bed import BedError, PostgrestBed
 from tests.support import (
     API_KEY,
     BIN,
@@ -111,6 +112,30 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+# Supabase: a real PostgREST
+
+
+@pytest.fixture(scope="session")
+def postgrest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgrestBed]:
+    """One throwaway database and PostgREST per test run; fails, never skips, when a tool is missing."""
+    bed = PostgrestBed(tmp_path_factory.mktemp("postgrest"))
+    try:
+        try:
+            bed.start()
+        except BedError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield bed
+    finally:
+        bed.stop()
+
+
+@pytest.fixture
+def empty_postgrest(postgrest: PostgrestBed) -> PostgrestBed:
+    """The run's PostgREST with every table emptied, so a test sees only its own rows."""
+    postgrest.truncate()
+    return postgrest
 
 
 # Callback receiver
