@@ -117,6 +117,13 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 # Supabase: a real PostgREST
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m postgrest` selects every test on the real PostgREST, whichever fixture brought it in.
+    for item in items:
+        if "postgrest" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgrest)
+
+
 @pytest.fixture(scope="session")
 def postgrest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgrestBed]:
     """One throwaway database and PostgREST per test run; fails, never skips, when a tool is missing."""

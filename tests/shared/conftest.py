@@ -64,7 +64,9 @@ async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Backend]:
     await store.close()
 
 
-@pytest.fixture(params=["sqlite", "supabase", "postgrest"])
+@pytest.fixture(
+    params=["sqlite", "supabase", pytest.param("postgrest", marks=pytest.mark.postgrest)]
+)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """An opened, empty store; every test that uses it runs once per backend."""
     store: Backend = request.getfixturevalue(f"{request.param}_backend")
