@@ -129,13 +129,20 @@ def postgrest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgrestBed
     """One throwaway database and PostgREST per test run; fails, never skips, when a tool is missing."""
     bed = PostgrestBed(tmp_path_factory.mktemp("postgrest"))
     try:
-        try:
-            bed.start()
-        except BedError as exc:
-            pytest.fail(str(exc), pytrace=False)
+        problem = _start(bed)
+        if problem:
+            pytest.fail(problem, pytrace=False)
         yield bed
     finally:
         bed.stop()
+
+
+def _start(bed: PostgrestBed) -> str | None:
+    try:
+        bed.start()
+    except BedError as exc:
+        return str(exc)
+    return None
 
 
 @pytest.fixture
