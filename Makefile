@@ -1,11 +1,17 @@
 # Paperboy: `make install`, then `make run` (the local stack) and `make test` (the whole suite).
+# `make install` = `make system` (Debian packages and PostgREST, scripts/install_system.sh) + `make venv`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-fast lint format typecheck bench check-migrations worker api clean
+.PHONY: install system venv run test test-fast lint format typecheck bench check-migrations worker api clean
 
-install: $(VENV)/.installed
+install: system venv
+
+system:
+	bash scripts/install_system.sh
+
+venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,15 +35,15 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not integration"
 
-lint: install
+lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: install
+format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-typecheck: install
+typecheck: venv
 	$(BIN)/mypy
 
 check-migrations:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 
+from tests.postgrest_bed import BedError, PostgrestBed
 from tests.support import (
     API_KEY,
     BIN,
@@ -111,6 +112,44 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+# Supabase: a real PostgREST
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m postgrest` selects every test on the real PostgREST, whichever fixture brought it in.
+    for item in items:
+        if "postgrest" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgrest)
+
+
+@pytest.fixture(scope="session")
+def postgrest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgrestBed]:
+    """One throwaway database and PostgREST per test run; fails, never skips, when a tool is missing."""
+    bed = PostgrestBed(tmp_path_factory.mktemp("postgrest"))
+    try:
+        problem = _start(bed)
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        yield bed
+    finally:
+        bed.stop()
+
+
+def _start(bed: PostgrestBed) -> str | None:
+    try:
+        bed.start()
+    except BedError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture
+def empty_postgrest(postgrest: PostgrestBed) -> PostgrestBed:
+    """The run's PostgREST with every table emptied, so a test sees only its own rows."""
+    postgrest.truncate()
+    return postgrest
 
 
 # Callback receiver

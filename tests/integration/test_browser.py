@@ -43,7 +43,7 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     if missing:
         pytest.fail(
             f"Chromium is not installed ({', '.join(missing)} missing): "
-            "apt-get install chromium chromium-driver (.ci/run does this)"
+            "run `make install` (it installs chromium and chromium-driver)"
         )
     options = Options()
     options.binary_location = str(CHROMIUM)

@@ -1,4 +1,5 @@
-"""Store fixtures: `backend` runs a test once per backend, on SQLite and on a fake PostgREST.
+"""Store fixtures: `backend` runs a test once per backend: SQLite, a fake PostgREST (whose
+requests tests can inspect) and a real PostgREST 12 behind a /rest/v1 gateway.
 
 The Supabase client and the fake are imported only when a Supabase test runs.
 """
@@ -15,6 +16,8 @@ from shared.store.base import Backend
 
 if TYPE_CHECKING:
     from fake_postgrest import FakePostgrest
+
+    from tests.postgrest_bed import PostgrestBed
 
 SUPABASE_URL = "http://supabase.test"
 SUPABASE_KEY = "service-key"
@@ -41,6 +44,17 @@ async def supabase_backend(fake_postgrest: FakePostgrest) -> AsyncIterator[Backe
 
 
 @pytest.fixture
+async def postgrest_backend(empty_postgrest: PostgrestBed) -> AsyncIterator[Backend]:
+    """A SupabaseBackend on the real PostgREST, with the service-role key, tables emptied."""
+    from shared.store.supabase import SupabaseBackend  # noqa: PLC0415 - a heavy import
+
+    store = SupabaseBackend(empty_postgrest.url, empty_postgrest.service_key)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
 async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Backend]:
     from shared.store.sqlite import SqliteBackend  # noqa: PLC0415
 
@@ -50,7 +64,9 @@ async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Backend]:
     await store.close()
 
 
-@pytest.fixture(params=["sqlite", "supabase"])
+@pytest.fixture(
+    params=["sqlite", "supabase", pytest.param("postgrest", marks=pytest.mark.postgrest)]
+)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """An opened, empty store; every test that uses it runs once per backend."""
     store: Backend = request.getfixturevalue(f"{request.param}_backend")

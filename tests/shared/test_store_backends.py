@@ -14,6 +14,8 @@ from shared.store.base import Backend, Cond
 if TYPE_CHECKING:
     from fake_postgrest import FakePostgrest
 
+    from tests.postgrest_bed import PostgrestBed
+
 CREATED = "2026-11-23T10:00:00+00:00"
 
 
@@ -303,3 +305,35 @@ async def test_the_fake_rejects_what_it_does_not_understand(fake_postgrest: Fake
     assert like.status_code == 400 and "like" in like.json()["message"]
     assert (unknown.status_code, unknown.json()["code"]) == (400, "42703")
     assert (unfiltered.status_code, unfiltered.json()["code"]) == (400, "21000")
+
+
+# --- Real PostgREST only: what the Supabase roles and gateway enforce -----------------------
+
+
+async def test_row_level_security_hides_the_store_from_the_anon_key(
+    postgrest_backend: Backend, empty_postgrest: PostgrestBed
+) -> None:
+    from shared.store.supabase import SupabaseBackend  # noqa: PLC0415 - a heavy import
+
+    await postgrest_backend.insert("digest_tasks", digest("t1"))
+    anon = SupabaseBackend(empty_postgrest.url, empty_postgrest.anon_key)
+    await anon.open()
+    try:
+        assert await anon.select("digest_tasks") == []
+        with pytest.raises(StoreError, match=r"\[42501\].*row-level security"):
+            await anon.insert("digest_tasks", digest("t2"))
+    finally:
+        await anon.close()
+    assert await postgrest_backend.count("digest_tasks") == 1
+
+
+async def test_the_gateway_turns_away_an_unknown_key(empty_postgrest: PostgrestBed) -> None:
+    from shared.store.supabase import SupabaseBackend  # noqa: PLC0415 - a heavy import
+
+    stranger = SupabaseBackend(empty_postgrest.url, "not-a-key")
+    await stranger.open()
+    try:
+        with pytest.raises(StoreError, match="Invalid API key"):
+            await stranger.ping()
+    finally:
+        await stranger.close()

@@ -1,4 +1,4 @@
-"""Task transitions, run against both store backends: forward only, fenced by attempt."""
+"""Task transitions, run against every store backend: forward only, fenced by attempt."""
 
 from __future__ import annotations
 
