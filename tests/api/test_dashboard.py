@@ -265,6 +265,20 @@ def test_a_browser_form_gets_an_html_error_page(client: TestClient) -> None:
     assert 'href="/dashboard"' in response.text
 
 
+def test_a_dashboard_button_after_logout_gets_an_html_error_page(client: TestClient) -> None:
+    log_in(client)
+    copied = client.cookies[session.COOKIE]
+    client.post("/dashboard/logout", headers=SAME_ORIGIN)
+    client.cookies.clear()
+    client.cookies.set(session.COOKIE, copied)
+    response = client.post("/admin/tasks/x/retry", headers=BROWSER)
+
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("text/html")
+    assert "log in again" in response.text
+    assert 'href="/dashboard"' in response.text
+
+
 def test_logout_clears_the_cookie(client: TestClient) -> None:
     log_in(client)
     foreign = client.post("/dashboard/logout", headers={"Origin": "https://evil.example"})
