@@ -15,4 +15,4 @@ RUN pip install --no-deps . && useradd --create-home --uid 10001 paperboy
 USER paperboy
 
 EXPOSE 8080
-CMD ["uvicorn", "paperboy_api.app:app", "--host", "0.0.0.0", "--port", "8080", "--no-access-log"]
+CMD ["uvicorn", "paperboy_api.app:app", "--host", "0.0.0.0", "--port", "8080", "--no-access-log", "--http", "paperboy_api.protocol:Protocol"]

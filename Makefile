@@ -24,7 +24,7 @@ run: install
 	$(PY) scripts/run_local.py
 
 api: install
-	$(BIN)/uvicorn paperboy_api.app:app --host 0.0.0.0 --port 8080
+	$(BIN)/uvicorn paperboy_api.app:app --host 0.0.0.0 --port 8080 --http paperboy_api.protocol:Protocol
 
 worker: install
 	$(BIN)/arq paperboy_worker.WorkerSettings

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATA = Path(__file__).resolve().parent / "data"
 ONE_ENTRY_FEED = DATA / "one_entry.xml"
-API_KEY = "bench-key"
+API_KEY = "bench-key-0123456789"
 BARE_QUEUE = "bench:bare"
 
 
@@ -225,6 +225,7 @@ def paperboy_env(redis_url: str, sqlite_path: Path, **overrides: Any) -> dict[st
             "STATE_BACKEND": "sqlite",
             "SQLITE_PATH": str(sqlite_path),
             "API_KEY": API_KEY,
+            "SESSION_SECRET": "bench-session-secret-0123456789abcdef",
             "LLM_PROVIDER": "offline",
             "SOURCE_MODE": "sample",
             "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
@@ -279,6 +280,7 @@ def start_api(lab: Lab, env: dict[str, str]) -> tuple[Proc, str]:
     """`uvicorn paperboy_api.app:app` as shipped (Dockerfile, fly.toml), on 127.0.0.1."""
     port = free_port()
     argv = [str(BIN / "uvicorn"), "paperboy_api.app:app", "--host", "127.0.0.1", "--no-access-log"]
+    argv += ["--http", "paperboy_api.protocol:Protocol"]
     proc = lab.spawn("api", [*argv, "--port", str(port)], env)
     url = f"http://127.0.0.1:{port}"
 

@@ -10,7 +10,6 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from paperboy_api.auth import require_api_key
 from paperboy_api.errors import ApiError
 from paperboy_api.state import app_state
 from shared import queue
@@ -24,7 +23,6 @@ MAX_PAGE = 200
 
 
 async def retry_task(request: Request) -> Response:
-    require_api_key(request)
     state = app_state(request)
     task_id = request.path_params["task_id"]
     task = await state["tasks"].reopen(task_id)
@@ -45,7 +43,6 @@ async def retry_task(request: Request) -> Response:
 
 
 async def cancel_task(request: Request) -> Response:
-    require_api_key(request)
     state = app_state(request)
     task_id = request.path_params["task_id"]
     try:
@@ -73,7 +70,6 @@ def _not_applicable(task: object, verb: str, allowed: str) -> ApiError:
 
 
 async def list_tasks(request: Request) -> Response:
-    require_api_key(request)
     params = request.query_params
     status = _status_param(params.get("status"))
     if params.get("kind", "digest") != "digest":
@@ -131,7 +127,6 @@ def _decode_cursor(value: str | None) -> str | None:
 
 
 async def queue_state(request: Request) -> Response:
-    require_api_key(request)
     state = app_state(request)
     try:
         summary = await queue.queue_summary(state["redis"])

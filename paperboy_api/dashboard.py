@@ -16,14 +16,16 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from redis.exceptions import RedisError
-from starlette.requests import Request
+from starlette.authentication import AuthenticationError
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from paperboy_api import session
-from paperboy_api.auth import key_matches, presented_key, same_origin
+from paperboy_api import auth, session
+from paperboy_api.auth import Refused, check_key, presented_key, same_origin
 from paperboy_api.digests import TASK_ID
 from paperboy_api.errors import ApiError
 from paperboy_api.state import AppState, app_state
+from paperboy_api.throttle import client_address
 from shared import queue
 from shared.errors import StoreError
 from shared.models import DigestTask, TaskStatus, utcnow
@@ -99,7 +101,11 @@ def _login_page(status_code: int = 200, message: str | None = None) -> HTMLRespo
 
 
 async def dashboard(request: Request) -> Response:
-    if not session.has_valid_session(request):
+    try:
+        open_session = await session.current(request)
+    except RedisError:
+        return _login_page(503, "Sessions are kept in Redis, which is unreachable.")
+    if open_session is None:
         expired = session.COOKIE in request.cookies
         return _login_page(message="Your session has expired; log in again." if expired else None)
     snapshot = await _snapshot(app_state(request))
@@ -148,32 +154,49 @@ async def login(request: Request) -> Response:
         return _login_page(403, "Log in from the dashboard's own page.")
     try:
         form = await _read_form(request)
-    except ApiError as exc:
-        return _login_page(exc.status_code, str(exc.body))
-    expected = app_state(request)["settings"].api_key.get_secret_value()
-    presented = form.get("api_key", "")
-    if not presented or not key_matches(presented, expected):
-        log.warning("dashboard login refused", extra={"client": _client(request)})
-        return _login_page(403, "That API key is not valid.")
+        await check_key(request, form.get("api_key", ""))
+        token = await session.open_session(
+            app_state(request)["redis"],
+            app_state(request)["settings"].session_secret.get_secret_value(),
+        )
+    except (ApiError, Refused) as exc:
+        return _refused_login(request, exc)
+    except RedisError:
+        return _login_page(503, "Sessions are kept in Redis, which is unreachable.")
     response = RedirectResponse(PATH, status_code=303)
     secure = request.url.scheme == "https" or request.headers.get("origin", "").startswith(
         "https://"
     )
-    session.set_cookie(response, session.issue(session.request_key(request)), secure=secure)
+    session.set_cookie(response, token, secure=secure)
     log.info("dashboard login", extra={"client": _client(request)})
     return response
 
 
+def _refused_login(request: Request, exc: ApiError | Refused) -> HTMLResponse:
+    if isinstance(exc, ApiError):
+        return _login_page(exc.status_code, str(exc.body))
+    log.warning("dashboard login refused", extra={"client": _client(request)})
+    message = "That API key is not valid." if exc.status_code == 403 else exc.detail
+    page = _login_page(exc.status_code, message)
+    page.headers.update(exc.headers)
+    return page
+
+
 async def logout(request: Request) -> Response:
+    """Ends the session on the server, so the cookie is worthless even if it was copied."""
     if not same_origin(request):
         return _page("error.html", 403, status=403, message="Cross-origin request refused")
+    try:
+        await session.close(request)
+    except RedisError:
+        return _page("error.html", 503, status=503, message="Redis is unreachable; try again")
     response = RedirectResponse(PATH, status_code=303)
     session.clear_cookie(response)
     return response
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_address(request, app_state(request)["settings"])
 
 
 async def _read_form(request: Request) -> dict[str, str]:
@@ -210,9 +233,16 @@ def browser_form(endpoint: Endpoint, action: str) -> Endpoint:
     return handle
 
 
-def _from_dashboard(request: Request) -> bool:
+def refused(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    """The authentication middleware's answer: an error page for a dashboard button, else JSON."""
+    if _from_dashboard(conn) and isinstance(exc, Refused):
+        return _page("error.html", exc.status_code, status=exc.status_code, message=exc.detail)
+    return auth.refused(conn, exc)
+
+
+def _from_dashboard(conn: HTTPConnection) -> bool:
     return (
-        presented_key(request) is None
-        and session.COOKIE in request.cookies
-        and "text/html" in request.headers.get("accept", "")
+        presented_key(conn) is None
+        and session.COOKIE in conn.cookies
+        and "text/html" in conn.headers.get("accept", "")
     )

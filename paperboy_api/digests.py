@@ -12,7 +12,6 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from paperboy_api.auth import require_api_key
 from paperboy_api.body import read_json
 from paperboy_api.errors import ApiError, field_errors
 from paperboy_api.state import AppState, app_state
@@ -55,7 +54,6 @@ def _idempotency_key(request: Request) -> str | None:
 
 
 async def generate_digest(request: Request) -> Response:
-    require_api_key(request)
     state = app_state(request)
     key = _idempotency_key(request)
     body = await read_json(request)
@@ -118,7 +116,6 @@ def _accepted(task_id: str, code: int, message: str) -> Response:
 
 
 async def _task_or_404(request: Request) -> DigestTask:
-    require_api_key(request)
     task_id = request.path_params["task_id"]
     task = await app_state(request)["tasks"].get(task_id) if TASK_ID.fullmatch(task_id) else None
     if task is None:

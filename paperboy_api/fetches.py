@@ -7,7 +7,6 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from paperboy_api.auth import require_api_key
 from paperboy_api.body import read_json
 from paperboy_api.digests import RETRY_AFTER, TASK_ID
 from paperboy_api.errors import ApiError, field_errors
@@ -18,7 +17,6 @@ from shared.fetches import FetchRepository, FetchRequest, FetchTask
 
 
 async def fetch_sources(request: Request) -> Response:
-    require_api_key(request)
     state = app_state(request)
     try:
         body = FetchRequest.model_validate(
@@ -49,7 +47,6 @@ async def fetch_sources(request: Request) -> Response:
 
 
 async def fetch_status(request: Request) -> Response:
-    require_api_key(request)
     task_id = request.path_params["task_id"]
     fetches = FetchRepository(app_state(request)["backend"])
     task = await fetches.get(task_id) if TASK_ID.fullmatch(task_id) else None

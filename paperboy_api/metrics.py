@@ -7,7 +7,6 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from paperboy_api.auth import require_api_key
 from paperboy_api.errors import ApiError
 from paperboy_api.state import app_state
 from shared import keys, queue
@@ -18,7 +17,6 @@ from shared.store import Cond
 
 
 async def metrics(request: Request) -> Response:
-    require_api_key(request)
     state = app_state(request)
     try:
         values = await Metrics(state["redis"]).snapshot()

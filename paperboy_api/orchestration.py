@@ -10,7 +10,6 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from paperboy_api.auth import require_api_key
 from paperboy_api.body import read_json
 from paperboy_api.errors import ApiError, field_errors
 from paperboy_api.state import app_state
@@ -37,7 +36,6 @@ class RunRequest(BaseModel):
 
 
 async def run_daily(request: Request) -> Response:
-    require_api_key(request)
     headers = request.headers
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
     body = await read_json(request) if has_body else {}
@@ -54,7 +52,6 @@ async def run_daily(request: Request) -> Response:
 
 
 async def daily_status(request: Request) -> Response:
-    require_api_key(request)
     try:
         day = parse_day(request.path_params["source_date"])
     except ValueError as exc:
@@ -81,7 +78,6 @@ async def daily_status(request: Request) -> Response:
 
 
 async def upsert_profile(request: Request) -> Response:
-    require_api_key(request)
     try:
         profile = Profile.model_validate(await read_json(request))
     except ValidationError as exc:
@@ -91,13 +87,11 @@ async def upsert_profile(request: Request) -> Response:
 
 
 async def list_profiles(request: Request) -> Response:
-    require_api_key(request)
     profiles = await ProfileRepository(app_state(request)["backend"]).all()
     return JSONResponse({"items": [p.model_dump() for p in profiles]})
 
 
 async def remove_profile(request: Request) -> Response:
-    require_api_key(request)
     if not await ProfileRepository(app_state(request)["backend"]).remove(
         request.path_params["user_id"]
     ):

@@ -1,59 +1,67 @@
-"""The dashboard's session cookie: `<expires>.<nonce>.<signature>`, HMAC-SHA256 signed, expiring.
+"""The dashboard's sessions: a random id kept in Redis, sent as a signed, expiring cookie.
 
-Stateless: nothing is stored server-side, so logging out only clears the browser's cookie; rotating
-the API key ends every session at once, because the signing key is derived from it.
+The session is open while its Redis key exists: logging out deletes it, so a copied cookie is
+useless afterwards. The cookie is signed with `SESSION_SECRET` (never the API key), so a forged
+or altered one is refused before Redis is asked.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
-import time
 
-from starlette.requests import Request
+from itsdangerous import BadSignature, TimestampSigner
+from redis.asyncio import Redis
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from paperboy_api.state import app_state
+from shared import keys
 
 COOKIE = "paperboy_session"
 TTL_SECONDS = 12 * 3600
-_PURPOSE = b"paperboy-dashboard-session"
+_SALT = "paperboy-dashboard-session"
 
 
-def signing_key(api_key: str) -> bytes:
-    """A key for sessions only: a cookie never carries, or reveals, the API key itself."""
-    return hmac.new(api_key.encode(), _PURPOSE, hashlib.sha256).digest()
+def _signer(secret: str) -> TimestampSigner:
+    return TimestampSigner(secret, salt=_SALT)
 
 
-def _signature(key: bytes, payload: str) -> str:
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+def sign(secret: str, session_id: str) -> str:
+    return _signer(secret).sign(session_id).decode()
 
 
-def issue(key: bytes, now: float | None = None, ttl: int = TTL_SECONDS) -> str:
-    expires = int(now if now is not None else time.time()) + ttl
-    payload = f"{expires}.{secrets.token_urlsafe(16)}"
-    return f"{payload}.{_signature(key, payload)}"
+def unsign(secret: str, token: str) -> str | None:
+    """The session id in a cookie signed with `secret` within the last `TTL_SECONDS`, else None."""
+    try:
+        return _signer(secret).unsign(token, max_age=TTL_SECONDS).decode()
+    except BadSignature:  # also an expired signature
+        return None
 
 
-def verify(key: bytes, token: str, now: float | None = None) -> bool:
-    """True for a token signed with `key` whose expiry is still ahead."""
-    payload, _, signature = token.rpartition(".")
-    expires, _, nonce = payload.partition(".")
-    if not (expires.isdigit() and nonce and signature):
-        return False
-    if not hmac.compare_digest(signature.encode(), _signature(key, payload).encode()):
-        return False
-    return int(expires) > (now if now is not None else time.time())
+async def open_session(redis: Redis, secret: str) -> str:
+    """Record a new session and return its cookie value."""
+    session_id = secrets.token_urlsafe(32)
+    await redis.set(keys.session_key(session_id), b"1", ex=TTL_SECONDS)
+    return sign(secret, session_id)
 
 
-def request_key(request: Request) -> bytes:
-    return signing_key(app_state(request)["settings"].api_key.get_secret_value())
+async def current(conn: HTTPConnection) -> str | None:
+    """The id of the open session this request's cookie names, if any (Redis errors propagate)."""
+    token = conn.cookies.get(COOKIE)
+    state = app_state(conn)
+    session_id = unsign(state["settings"].session_secret.get_secret_value(), token or "")
+    if session_id is None or not await state["redis"].exists(keys.session_key(session_id)):
+        return None
+    return session_id
 
 
-def has_valid_session(request: Request) -> bool:
-    token = request.cookies.get(COOKIE)
-    return bool(token) and verify(request_key(request), token or "")
+async def close(conn: HTTPConnection) -> None:
+    """End the cookie's session on the server; a cookie that names none is left as it is."""
+    state = app_state(conn)
+    secret = state["settings"].session_secret.get_secret_value()
+    session_id = unsign(secret, conn.cookies.get(COOKIE) or "")
+    if session_id is not None:
+        await state["redis"].delete(keys.session_key(session_id))
 
 
 def set_cookie(response: Response, token: str, *, secure: bool) -> None:

@@ -1,23 +1,24 @@
-"""What the API's lifespan opens and every handler reads from `request.state`."""
+"""What the API's lifespan opens and every handler reads from the request's state."""
 
 from __future__ import annotations
 
 from typing import TypedDict, cast
 
 from arq.connections import ArqRedis
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
-from shared.settings import Settings
+from shared.settings import ApiSettings
 from shared.store import Backend
 from shared.tasks import TaskRepository
 
 
 class AppState(TypedDict):
-    settings: Settings
+    settings: ApiSettings
     redis: ArqRedis
     backend: Backend
     tasks: TaskRepository
 
 
-def app_state(request: Request) -> AppState:
-    return cast(AppState, request.state._state)
+def app_state(conn: HTTPConnection) -> AppState:
+    """The lifespan's state: the server copies it into every request's ASGI scope."""
+    return cast(AppState, conn.scope["state"])

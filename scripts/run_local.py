@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,12 +20,15 @@ from pathlib import Path
 import httpx
 import redis
 
-from shared.settings import load_settings
+from shared.settings import ApiSettings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
+SECRETS = VAR / "secrets"
 BIN = Path(sys.executable).parent
 LOCAL_REDIS_PORT = 6390
+# The API's serving options, as in fly.toml and the Dockerfile: the protocol caps request heads.
+API_OPTIONS = ["--http", "paperboy_api.protocol:Protocol"]
 
 PROFILE = {
     "user_info": {
@@ -104,6 +108,18 @@ def generate(base: str, api_key: str) -> str:
     return task_id
 
 
+def api_settings() -> ApiSettings:
+    """API_KEY and SESSION_SECRET from the environment or .env; without them, the ones kept in
+    ./var/secrets (read as pydantic-settings secret files), made on first use."""
+    SECRETS.mkdir(parents=True, exist_ok=True)
+    for name in ("api_key", "session_secret"):
+        path = SECRETS / name
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+    return load_settings(ApiSettings, _secrets_dir=SECRETS)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -117,7 +133,7 @@ def main() -> None:
     VAR.mkdir(exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
     try:
-        settings = load_settings()  # REDIS_URL and API_KEY, from the environment or .env
+        settings = api_settings()
         redis_url = settings.redis_url
         if not redis_answers(redis_url):
             redis_url = start_redis(children)
@@ -126,6 +142,7 @@ def main() -> None:
             **os.environ,
             "REDIS_URL": redis_url,
             "API_KEY": api_key,
+            "SESSION_SECRET": settings.session_secret.get_secret_value(),
             "STATE_BACKEND": "sqlite",
             "SQLITE_PATH": str(VAR / "paperboy.db"),
             "LLM_PROVIDER": "offline",
@@ -142,6 +159,7 @@ def main() -> None:
                     "127.0.0.1",
                     "--port",
                     str(args.port),
+                    *API_OPTIONS,
                 ],
                 env=env,
                 cwd=ROOT,
@@ -153,7 +171,8 @@ def main() -> None:
             )
         )
         wait_for(f"{base}/health", 30)
-        print(f"API on {base} (API key {api_key}), one worker, Redis at {redis_url}")
+        print(f"API on {base}, one worker, Redis at {redis_url}")
+        print(f"API key: {api_key} (kept in {SECRETS / 'api_key'} unless API_KEY is set)")
         generate(base, api_key)
         if not args.once:
             print("stack is up; Ctrl-C to stop")

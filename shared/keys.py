@@ -67,3 +67,13 @@ def worker_key(worker_id: str) -> str:
 
 def checkpoint_key(task_id: str) -> str:
     return f"{PREFIX}checkpoint:{task_id}"
+
+
+def session_key(session_id: str) -> str:
+    """string: an open dashboard session, expiring with it; logging out deletes it."""
+    return f"{PREFIX}session:{session_id}"
+
+
+def auth_failures_key(address: str) -> str:
+    """string: failed keys and logins from one client address, expiring with the window."""
+    return f"{PREFIX}auth-failures:{address}"

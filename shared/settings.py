@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,9 +14,6 @@ class Settings(BaseSettings):
     """Every setting Paperboy reads; names the old service used keep their meaning."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
-
-    # Access
-    api_key: SecretStr = SecretStr("dev-key")
 
     # Redis and the state store
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -112,10 +109,35 @@ class Settings(BaseSettings):
         return self
 
 
-def load_settings() -> Settings:
+class ApiSettings(Settings):
+    """The API's settings: the worker never holds the API's secrets, so only the API needs them."""
+
+    # Clients send this key; the dashboard's login form takes it too.
+    api_key: SecretStr = Field(min_length=16)
+    # Signs the dashboard's session cookie; a different secret from the key, so that neither
+    # reveals, nor can be derived from, the other.
+    session_secret: SecretStr = Field(min_length=32)
+    # Failed keys and logins from one client address, within the window, before it gets 429.
+    auth_max_failures: int = Field(default=10, ge=1)
+    auth_failure_window_seconds: int = Field(default=300, ge=1)
+    # The header a trusted proxy sets to the client's address (on Fly, `Fly-Client-IP`); without
+    # it, the address is the TCP peer's, which behind a proxy is the proxy for every client.
+    client_address_header: str | None = None
+    # What a client may send before its request line and headers are complete.
+    http_max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    http_header_timeout_seconds: float = Field(default=10, gt=0, le=300)
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def load_settings(
+    model: type[SettingsT] = Settings,  # type: ignore[assignment]
+    **init: Any,
+) -> SettingsT:
     """Build the settings at an entry point; a bad setting stops the process with one line."""
     try:
-        return Settings()
+        return model(**init)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "_".join(str(part) for part in first["loc"]).upper() or "settings"

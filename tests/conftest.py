@@ -21,11 +21,13 @@ import redis
 from tests.postgrest_bed import BedError, PostgrestBed
 from tests.support import (
     API_KEY,
+    API_OPTIONS,
     BIN,
     REDIS_DB,
     REDIS_HOST,
     REDIS_PORT,
     ROOT,
+    SESSION_SECRET,
     SIGNING_SECRET,
     free_port,
     wait_until,
@@ -229,6 +231,7 @@ def base_env(redis_url: str, sqlite_path: Path, **overrides: Any) -> dict[str, s
             "SQLITE_PATH": str(sqlite_path),
             "STATE_BACKEND": "sqlite",
             "API_KEY": API_KEY,
+            "SESSION_SECRET": SESSION_SECRET,
             "LLM_PROVIDER": "offline",
             "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
             "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -284,6 +287,7 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
                 str(port),
                 "--log-level",
                 "warning",
+                *API_OPTIONS,
             ]
         log_path = tmp_path / f"{kind}-{len(started)}.log"
         with log_path.open("wb") as out:

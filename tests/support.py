@@ -13,7 +13,10 @@ from typing import Any
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "13"))  # never 0: keep out of anyone's data
-API_KEY = "test-key"
+API_KEY = "test-key-0123456789"
+SESSION_SECRET = "test-session-secret-0123456789abcdef"
+# How the shipped commands serve the API (fly.toml, Dockerfile, Makefile, scripts/run_local.py).
+API_OPTIONS = ("--http", "paperboy_api.protocol:Protocol")
 SIGNING_SECRET = "test-signing-secret"
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
 
 from shared.settings import Settings
+from tests.support import API_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 API_COMMAND = "uvicorn paperboy_api.app:app"
@@ -67,3 +69,19 @@ def test_the_image_installs_the_lock_file_and_runs_unprivileged() -> None:
     lock = (ROOT / "requirements.lock").read_text().lower()
     for test_tool in ("pytest", "respx", "fakeredis", "ruff", "mypy"):
         assert f"\n{test_tool}==" not in f"\n{lock}"
+
+
+def test_every_shipped_api_command_caps_request_heads() -> None:
+    """The header limits live in the protocol; a command without it would serve without them."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
+    assert cmd is not None
+    option = " ".join(API_OPTIONS)
+    commands = {
+        "fly.toml": fly()["processes"]["app"],  # type: ignore[index]
+        "Dockerfile": " ".join(eval(cmd.group(1))),  # noqa: S307 - our own file
+        "Makefile": (ROOT / "Makefile").read_text(),
+        "scripts/run_local.py": (ROOT / "scripts" / "run_local.py").read_text(),
+    }
+    for name, command in commands.items():
+        assert option in command or json.dumps(list(API_OPTIONS))[1:-1] in command, name

@@ -7,12 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from itsdangerous import TimestampSigner
 from starlette.testclient import TestClient
 
 from paperboy_api import session
 from paperboy_api.app import create_app
-from shared.settings import Settings
-from tests.support import API_KEY, digest_body
+from shared import keys
+from shared.settings import ApiSettings
+from tests.support import API_KEY, REDIS_DB, REDIS_HOST, REDIS_PORT, SESSION_SECRET, digest_body
 
 ORIGIN = "http://testserver"
 SAME_ORIGIN = {"Origin": ORIGIN}
@@ -21,20 +24,32 @@ NO_REDIS = "redis://127.0.0.1:1/15"
 
 
 def make_client(tmp_path: Path, redis_url: str, base_url: str = ORIGIN) -> TestClient:
-    settings = Settings(api_key=API_KEY, sqlite_path=tmp_path / "api.db", redis_url=redis_url)
+    settings = ApiSettings(
+        api_key=API_KEY,
+        session_secret=SESSION_SECRET,
+        sqlite_path=tmp_path / "api.db",
+        redis_url=redis_url,
+    )
     return TestClient(create_app(settings), base_url=base_url, follow_redirects=False)
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(tmp_path, NO_REDIS) as test_client:
+def client(tmp_path: Path, redis_url: str) -> Iterator[TestClient]:
+    # Sessions live in Redis, so every client here has one; `redis_client` is the same.
+    with make_client(tmp_path, redis_url) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def redis_client(tmp_path: Path, redis_url: str) -> Iterator[TestClient]:
-    with make_client(tmp_path, redis_url) as test_client:
-        yield test_client
+def redis_client(client: TestClient) -> TestClient:
+    return client
+
+
+@pytest.fixture
+def redis_db(redis_url: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    yield connection
+    connection.close()
 
 
 def log_in(client: TestClient, key: str = API_KEY, **headers: str) -> tuple[int, str, str]:
@@ -89,8 +104,8 @@ def test_the_right_key_sets_a_strict_httponly_expiring_cookie(client: TestClient
     assert API_KEY not in cookie
 
 
-def test_the_cookie_is_secure_over_https(tmp_path: Path) -> None:
-    with make_client(tmp_path, NO_REDIS, base_url="https://testserver") as client:
+def test_the_cookie_is_secure_over_https(tmp_path: Path, redis_url: str) -> None:
+    with make_client(tmp_path, redis_url, base_url="https://testserver") as client:
         response = client.post(
             "/dashboard/login",
             data={"api_key": API_KEY},
@@ -109,9 +124,22 @@ def test_a_session_opens_the_dashboard(client: TestClient) -> None:
     for section in ('id="queue"', 'id="workers"', 'id="failed"', 'id="recent"'):
         assert section in response.text
     assert '<meta http-equiv="refresh" content="5; url=/dashboard">' in response.text
-    # Redis is not running for this app: the page says so instead of failing.
-    assert "Redis is unreachable" in response.text
     assert client.get("/admin/tasks").status_code == 200
+
+
+def test_without_redis_no_session_can_be_opened_or_checked(tmp_path: Path) -> None:
+    with make_client(tmp_path, NO_REDIS) as client:
+        status, _, page = log_in(client)
+        client.cookies.clear()
+        client.cookies.set(session.COOKIE, session.sign(SESSION_SECRET, "some-session"))
+        listing = client.get("/admin/tasks")
+        with_key = client.get("/admin/tasks", headers={"X-API-Key": API_KEY})
+
+    assert status == 503
+    assert "Redis, which is unreachable" in page
+    assert listing.status_code == 503
+    # The API key needs no Redis: API clients keep working through an outage.
+    assert with_key.status_code == 200
 
 
 def test_login_from_another_origin_is_refused(client: TestClient) -> None:
@@ -142,18 +170,32 @@ def test_no_key_is_ever_taken_from_or_put_in_a_url(client: TestClient) -> None:
     assert API_KEY not in client.get("/dashboard").text
 
 
-def test_tampered_expired_and_foreign_cookies_are_rejected(client: TestClient) -> None:
-    key = session.signing_key(API_KEY)
-    good = session.issue(key)
-    expires, nonce, signature = good.split(".")
+class _Yesterday(TimestampSigner):
+    def get_timestamp(self) -> int:
+        return int(time.time()) - session.TTL_SECONDS - 1
+
+
+def test_tampered_expired_and_foreign_cookies_are_rejected(
+    client: TestClient, redis_db: redis.Redis
+) -> None:
+    status, _, _ = log_in(client)
+    good = client.cookies[session.COOKIE]
+    session_id = session.unsign(SESSION_SECRET, good)
+    assert status == 303
+    assert session_id is not None
+    value, _, signature = good.rpartition(".")
+    expired = _Yesterday(SESSION_SECRET, salt="paperboy-dashboard-session").sign(session_id)
+    redis_db.set(keys.session_key("never-opened"), b"1")  # open, but its cookie is unsigned
     tokens = {
-        "tampered signature": f"{expires}.{nonce}.{'0' * len(signature)}",
-        "extended expiry": f"{int(expires) + 3600}.{nonce}.{signature}",
-        "expired": session.issue(key, now=time.time() - session.TTL_SECONDS - 1),
-        "other API key": session.issue(session.signing_key("another-key")),
+        "tampered signature": f"{value}.{'A' * len(signature)}",
+        "other session id": good.replace(session_id, "never-opened"),
+        "expired": expired.decode(),
+        "signed with the API key": session.sign(API_KEY, session_id),
+        "never opened": session.sign(SESSION_SECRET, "no-such-session"),
         "garbage": "not-a-token",
         "the API key itself": API_KEY,
     }
+    client.cookies.clear()
     for name, token in tokens.items():
         client.cookies.set(session.COOKIE, token)
         page = client.get("/dashboard")
@@ -166,6 +208,14 @@ def test_tampered_expired_and_foreign_cookies_are_rejected(client: TestClient) -
 
     client.cookies.set(session.COOKIE, good)
     assert client.get("/admin/tasks").status_code == 200
+
+
+def test_the_cookie_is_not_signed_with_the_api_key(client: TestClient) -> None:
+    log_in(client)
+    session_id = session.unsign(SESSION_SECRET, client.cookies[session.COOKIE])
+
+    assert session_id is not None
+    assert session.unsign(API_KEY, client.cookies[session.COOKIE]) is None
 
 
 def test_cookie_writes_need_the_same_origin(client: TestClient) -> None:
@@ -215,6 +265,20 @@ def test_a_browser_form_gets_an_html_error_page(client: TestClient) -> None:
     assert 'href="/dashboard"' in response.text
 
 
+def test_a_dashboard_button_after_logout_gets_an_html_error_page(client: TestClient) -> None:
+    log_in(client)
+    copied = client.cookies[session.COOKIE]
+    client.post("/dashboard/logout", headers=SAME_ORIGIN)
+    client.cookies.clear()
+    client.cookies.set(session.COOKIE, copied)
+    response = client.post("/admin/tasks/x/retry", headers=BROWSER)
+
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("text/html")
+    assert "log in again" in response.text
+    assert 'href="/dashboard"' in response.text
+
+
 def test_logout_clears_the_cookie(client: TestClient) -> None:
     log_in(client)
     foreign = client.post("/dashboard/logout", headers={"Origin": "https://evil.example"})
@@ -226,6 +290,21 @@ def test_logout_clears_the_cookie(client: TestClient) -> None:
     assert f'{session.COOKIE}=""' in response.headers["set-cookie"]
     assert "max-age=0" in response.headers["set-cookie"].lower()
     assert 'action="/dashboard/login"' in client.get("/dashboard").text
+
+
+def test_logout_ends_the_session_on_the_server(client: TestClient) -> None:
+    log_in(client)
+    copied = client.cookies[session.COOKIE]
+    assert client.get("/admin/tasks").status_code == 200
+
+    client.post("/dashboard/logout", headers=SAME_ORIGIN)
+    client.cookies.clear()
+    client.cookies.set(session.COOKIE, copied)  # the cookie replayed, as a thief would
+    listing = client.get("/admin/tasks")
+    page = client.get("/dashboard")
+
+    assert listing.status_code == 401
+    assert 'action="/dashboard/login"' in page.text
 
 
 def test_dashboard_buttons_act_and_return_to_the_page(redis_client: TestClient) -> None:

@@ -12,16 +12,17 @@ import pytest
 from starlette.testclient import TestClient
 
 from paperboy_api.app import create_app
-from shared.settings import Settings
-from tests.support import API_KEY, digest_body
+from shared.settings import ApiSettings
+from tests.support import API_KEY, SESSION_SECRET, digest_body
 
 HEADERS = {"X-API-Key": API_KEY}
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
+    settings = ApiSettings(
         api_key=API_KEY,
+        session_secret=SESSION_SECRET,
         sqlite_path=tmp_path / "api.db",
         # No Redis is reached: nothing here is valid enough to be queued.
         redis_url="redis://127.0.0.1:1/15",

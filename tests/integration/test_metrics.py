@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Proc, Receiver, Stack, base_env
-from tests.support import digest_body, wait_until
+from tests.support import API_KEY, digest_body, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_metrics_move_when_digests_run(
     for task_id in (ok, bad):
         stack.wait_status(task_id, {"completed", "failed"})
     wait_until(lambda: receiver.for_task(ok), timeout=15)
-    bearer = {"Authorization": "Bearer test-key", "X-API-Key": ""}
+    bearer = {"Authorization": f"Bearer {API_KEY}", "X-API-Key": ""}
     after = wait_until(
         lambda: (
             (text := stack.client.get("/metrics", headers=bearer).text)
