@@ -11,6 +11,7 @@ import respx
 
 from paperboy_worker.pipeline.news import fetch_news, news_query
 from shared.errors import PermanentError, TransientError
+from shared.retry import MAX_RETRY_AFTER_SECONDS
 from shared.settings import Settings
 
 BASE_URL = "https://news.test"
@@ -282,6 +283,18 @@ async def test_retry_after_of_a_server_error_is_passed_on(
     with pytest.raises(TransientError) as caught:
         await fetch_news(http, settings(), "chips", DAY)
     assert caught.value.retry_after == 30.0
+
+
+async def test_a_huge_retry_after_is_capped(
+    mock: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    mock.get(EVERYTHING).mock(
+        return_value=error(429, "rateLimited", headers={"Retry-After": "31536000"})
+    )
+
+    with pytest.raises(TransientError) as caught:
+        await fetch_news(http, settings(), "chips", DAY)
+    assert caught.value.retry_after == MAX_RETRY_AFTER_SECONDS
 
 
 @pytest.mark.parametrize("exc", [httpx.ConnectTimeout("slow"), httpx.ConnectError("refused")])
