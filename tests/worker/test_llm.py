@@ -312,6 +312,22 @@ async def test_analysis_and_highlights_from_the_model(
     assert not highlights.degraded
 
 
+async def test_nul_characters_from_the_model_are_dropped(
+    writer: LLMWriter, provider: respx.Route
+) -> None:
+    # PostgreSQL refuses a NUL in any text, so a stored digest holding one could never finish.
+    provider.side_effect = [
+        completion({**ANALYSIS_ANSWER, "summary": "It does\u0000 retrieval."}),
+        completion({"highlights": ["One\u0000.", "\u0000"]}),
+    ]
+
+    analysis = await writer.analyse(PICKS[0], PROFILE)
+    highlights = await writer.highlights(PICKS, PROFILE)
+
+    assert analysis.value.summary == "It does retrieval."
+    assert highlights.value == ["One."]
+
+
 @pytest.mark.parametrize(
     "answer",
     [

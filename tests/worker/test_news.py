@@ -188,6 +188,23 @@ async def test_content_repeating_the_description_is_not_doubled(
     assert item.source is None
 
 
+async def test_nul_characters_are_dropped_from_articles_and_errors(
+    mock: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    nul = "\x00"
+    route = mock.get(EVERYTHING)
+    route.mock(return_value=ok(article(title=f"Chip{nul} rules", author=f"Jo{nul}")))
+
+    [item] = await fetch_news(http, settings(), "chips", DAY)
+    body = {"status": "error", "code": f"bad{nul}", "message": f"no{nul}pe"}
+    route.mock(return_value=httpx.Response(400, json=body))
+    with pytest.raises(PermanentError) as caught:
+        await fetch_news(http, settings(), "chips", DAY)
+
+    assert (item.title, item.authors) == ("Chip rules", ["Jo"])
+    assert nul not in caught.value.message
+
+
 async def test_removed_and_non_web_articles_are_dropped(
     mock: respx.MockRouter, http: httpx.AsyncClient
 ) -> None:
