@@ -41,14 +41,14 @@ log = logging.getLogger("paperboy.ratelimit")
 # The LLM client's pool, connect and write timeouts (60 s each) bound when a request can arrive.
 DEFAULT_TRANSIT_SECONDS = 180.0
 
-# Key names, to move into shared/keys.py. The {name} hash tag keeps one limiter's keys in one
-# Redis Cluster slot, which a multi-key script needs.
+# The keys (shared/keys.py) carry a {name} hash tag: one limiter's keys share a Redis Cluster
+# slot, which a multi-key script needs.
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 """
 
-# Drop the requests that have left the window (admitted at or before now - window).
+# Drop the requests that have left the window (scored at or before now - window).
 _TRIM = """
 local cutoff = now - tonumber(ARGV[1])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
@@ -173,7 +173,7 @@ class RateLimiter:
         poll_interval: float = 1.0,
     ) -> None:
         if rpm < 1 or tpm < 1 or window <= 0 or poll_interval <= 0 or transit < 0:
-            raise ValueError("rpm, tpm, window and poll_interval must be positive")
+            raise ValueError("rpm, tpm, window and poll_interval must be positive, transit >= 0")
         self.rpm = rpm
         self.tpm = tpm
         self.name = name
