@@ -10,8 +10,9 @@ they start empty, so a cold start would finish 120 calls in a couple of seconds 
 about the rate. Each run therefore starts in the steady state of a system that has been busy at
 exactly 120/min: both the provider's window and Paperboy's limiter window are filled with 120
 entries spaced 0.5 s apart (the oldest expiring now), the provider's a little older than the
-limiter's so the provider never frees a slot later than the limiter does. From there, a slot
-opens every 0.5 s and N calls cannot finish in less than N × 0.5 s.
+limiter's, as the limiter itself keeps them: it scores a finished request when the call ended,
+never before the provider saw it arrive. From there, a slot opens every 0.5 s and N calls cannot
+finish in less than N × 0.5 s.
 
 Figure 7 runs the same workload with 1, 2 and 4 worker processes; figure 4 is its 2-worker row.
 LLM_TPM is raised out of the way so that only the request limit binds.

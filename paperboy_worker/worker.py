@@ -66,6 +66,8 @@ async def on_shutdown(ctx: WorkerContext) -> None:
         await ctx["http"].aclose()
     if "callback_http" in ctx:
         await ctx["callback_http"].aclose()
+    if "writer" in ctx:
+        await ctx["writer"].close()
     if ctx.get("llm") is not None:
         await ctx["llm"].close()  # type: ignore[union-attr]
     if "backend" in ctx:
@@ -78,13 +80,18 @@ def _writer(ctx: WorkerContext) -> tuple[openai.AsyncOpenAI | None, Writer]:
     client = llm_client(settings, timeout=settings.llm_timeout_seconds)
     if client is None:
         return None, OfflineWriter()
-    limiter = RateLimiter(ctx["redis"], rpm=settings.llm_rpm, tpm=settings.llm_tpm)
+    # The client's pool, connect and write timeouts bound when a request reaches the provider.
+    limiter = RateLimiter(
+        ctx["redis"],
+        rpm=settings.llm_rpm,
+        tpm=settings.llm_tpm,
+        transit=3 * settings.llm_timeout_seconds,
+    )
     writer = LLMWriter(
         client,
         llm_model(settings),
         limiter,
         prices=settings.llm_prices,
-        analysis_concurrency=settings.llm_analysis_concurrency,
         rate_limit_retries=settings.llm_rate_limit_retries,
         max_inline_wait=settings.llm_max_inline_wait_seconds,
         max_limiter_wait=settings.llm_max_limiter_wait_seconds,

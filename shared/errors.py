@@ -68,3 +68,10 @@ class StoreError(TransientError):
     """The state store could not be reached or answered with an error."""
 
     code = "store_unavailable"
+
+
+class StoreRejectedError(PermanentError):
+    """The state store refused a write or query that no retry can fix: a value it cannot hold,
+    a broken constraint, a column it does not have."""
+
+    code = "store_rejected"

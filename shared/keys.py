@@ -16,13 +16,12 @@ WORKERS = PREFIX + "workers"  # zset worker_id -> last heartbeat (unix ms)
 ARQ_IN_PROGRESS = "arq:in-progress:"
 ARQ_JOB = "arq:job:"
 ARQ_RESULT = "arq:result:"
-ARQ_RETRY = "arq:retry:"
 
 RATELIMIT = PREFIX + "ratelimit:"
 
 
 def ratelimit_log_key(name: str) -> str:
-    """zset ticket id -> admission time (Redis time, microseconds)."""
+    """zset ticket id -> the latest its request can have arrived (Redis time, microseconds)."""
     return f"{RATELIMIT}{{{name}}}:log"
 
 

@@ -5,6 +5,19 @@ estimate in a hash beside it. One Lua script trims what has left the window, che
 and records the request, atomically, so no two workers can take the last slot and no 60-second
 window (unlike a token bucket's refill boundary) ever holds more than `rpm` requests or `tpm`
 tokens. All times come from Redis `TIME`, so the workers' clocks never have to agree.
+
+The provider counts a request when it *arrives*, some time after we admitted it (the client
+builds it, waits for a connection, sends it across the network). Scoring a request at its
+admission would free its slot too early: a request admitted at t that arrives at t + 0.2 s is in
+the provider's window until t + 60.2 s, while a request admitted at t + 60 s and arriving at
+t + 60.05 s is already there, one over the provider's limit. So a request's score is never
+earlier than its arrival: while it is in flight it is scored at admission + `transit` (the
+longest the client can take to deliver it, which its timeouts bound), and when the call ends,
+`settle` moves it to that moment (the answer, or the failure, came after the arrival), or leaves
+it at the bound if that is sooner. Every request then leaves our window no earlier than it
+leaves the provider's, and a limit equal to the provider's is never exceeded. While requests are
+in flight, the wait before the next slot is estimated as if they had just settled (a full window)
+and polled again.
 """
 
 from __future__ import annotations
@@ -25,14 +38,17 @@ from shared.errors import TransientError
 
 log = logging.getLogger("paperboy.ratelimit")
 
-# Key names, to move into shared/keys.py. The {name} hash tag keeps one limiter's keys in one
-# Redis Cluster slot, which a multi-key script needs.
+# The LLM client's pool, connect and write timeouts (60 s each) bound when a request can arrive.
+DEFAULT_TRANSIT_SECONDS = 180.0
+
+# The keys (shared/keys.py) carry a {name} hash tag: one limiter's keys share a Redis Cluster
+# slot, which a multi-key script needs.
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 """
 
-# Drop the requests that have left the window (admitted at or before now - window).
+# Drop the requests that have left the window (scored at or before now - window).
 _TRIM = """
 local cutoff = now - tonumber(ARGV[1])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
@@ -45,8 +61,9 @@ for _, cost in ipairs(redis.call('HVALS', KEYS[2])) do used = used + tonumber(co
 local count = redis.call('ZCARD', KEYS[1])
 """
 
-# KEYS: log, tokens, hold. ARGV: window_us, rpm, tpm, ticket, tokens.
-# Returns {1, admitted_at_us, 'ok'} or {0, wait_us, reason}.
+# KEYS: log, tokens, hold. ARGV: window_us, rpm, tpm, ticket, tokens, transit_us.
+# Returns {1, admitted_at_us, 'ok'} or {0, wait_us, reason}. A request in flight (scored after
+# now) is assumed to settle now when computing a wait.
 _ACQUIRE = (
     _NOW
     + """
@@ -59,7 +76,7 @@ local window = tonumber(ARGV[1])
 local rpm, tpm, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 if count >= rpm then
   local nth = redis.call('ZRANGE', KEYS[1], count - rpm, count - rpm, 'WITHSCORES')
-  return {0, tonumber(nth[2]) + window - now, 'requests'}
+  return {0, math.min(tonumber(nth[2]), now) + window - now, 'requests'}
 end
 if count > 0 and used + cost > tpm then
   -- Wait until enough of the oldest requests have left; one bigger than tpm waits for an
@@ -71,25 +88,30 @@ if count > 0 and used + cost > tpm then
     excess = excess - tonumber(redis.call('HGET', KEYS[2], entries[i]) or '0')
     if excess <= 0 then last = tonumber(entries[i + 1]) break end
   end
-  return {0, last + window - now, 'tokens'}
+  return {0, math.min(last, now) + window - now, 'tokens'}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
+local transit = tonumber(ARGV[6])
+redis.call('ZADD', KEYS[1], now + transit, ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[4], cost)
-local ttl = math.ceil(window / 1000) + 1000
+local ttl = math.ceil((window + transit) / 1000) + 1000
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 return {1, now, 'ok'}
 """
 )
 
-# KEYS: log, tokens. ARGV: ticket, tokens. Only a request still in the window is corrected.
-_CORRECT = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  return 1
-end
-return 0
+# KEYS: log, tokens. ARGV: ticket, tokens ('' keeps the estimate). Only a request still in the
+# window is settled; it moves to now unless its in-flight score is sooner.
+_SETTLE = (
+    _NOW
+    + """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', math.min(tonumber(score), now), ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return 1
 """
+)
 
 # KEYS: hold. ARGV: seconds. A hold only ever gets longer. Returns hold-until (us).
 _HOLD = (
@@ -100,15 +122,6 @@ local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current >= hold_until then return current end
 redis.call('SET', KEYS[1], hold_until, 'PX', math.max(1, math.ceil((hold_until - now) / 1000)))
 return hold_until
-"""
-)
-
-# KEYS: log, tokens, hold. ARGV: window_us. Returns {now, requests, tokens, hold_until}.
-_STATE = (
-    _NOW
-    + _TRIM
-    + """
-return {now, count, used, tonumber(redis.call('GET', KEYS[3]) or '0')}
 """
 )
 
@@ -135,24 +148,12 @@ class Ticket:
     waited: float  # seconds
 
 
-@dataclass(frozen=True)
-class LimiterState:
-    """What the window holds right now, for metrics and the dashboard."""
-
-    requests: int
-    tokens: int
-    rpm: int
-    tpm: int
-    now: float  # Redis server time, Unix seconds
-    hold_until: float | None
-
-
 class Limiter(Protocol):
     """What an LLM caller needs from a rate limiter."""
 
     async def acquire(self, tokens: int, *, max_wait: float | None = None) -> Ticket: ...
 
-    async def correct(self, ticket: Ticket, actual_tokens: int) -> None: ...
+    async def settle(self, ticket: Ticket, actual_tokens: int | None = None) -> None: ...
 
     async def hold(self, seconds: float) -> float: ...
 
@@ -168,23 +169,25 @@ class RateLimiter:
         tpm: int,
         name: str = "llm",
         window: float = 60.0,
+        transit: float = DEFAULT_TRANSIT_SECONDS,
         poll_interval: float = 1.0,
     ) -> None:
-        if rpm < 1 or tpm < 1 or window <= 0 or poll_interval <= 0:
-            raise ValueError("rpm, tpm, window and poll_interval must be positive")
+        if rpm < 1 or tpm < 1 or window <= 0 or poll_interval <= 0 or transit < 0:
+            raise ValueError("rpm, tpm, window and poll_interval must be positive, transit >= 0")
         self.rpm = rpm
         self.tpm = tpm
         self.name = name
         self.window = window
-        # Waits are computed exactly, but a correction or a new hold can change them meanwhile.
+        # Waits are computed, but a settled request or a new hold can change them meanwhile.
         self.poll_interval = poll_interval
         self._keys = [keys.ratelimit_log_key(name), keys.ratelimit_tokens_key(name)]
         self._hold_key = keys.ratelimit_hold_key(name)
         self._window_us = int(window * 1_000_000)
+        # The longest an admitted request may take to reach the provider (see the module doc).
+        self._transit_us = int(transit * 1_000_000)
         self._acquire = redis.register_script(_ACQUIRE)
-        self._correct = redis.register_script(_CORRECT)
+        self._settle = redis.register_script(_SETTLE)
         self._hold = redis.register_script(_HOLD)
-        self._state = redis.register_script(_STATE)
 
     async def acquire(self, tokens: int, *, max_wait: float | None = None) -> Ticket:
         """Wait until the window admits a request of `tokens`, record it, and return its ticket.
@@ -194,7 +197,7 @@ class RateLimiter:
         """
         ticket_id = uuid.uuid4().hex
         cost = max(int(tokens), 0)
-        args = [self._window_us, self.rpm, self.tpm, ticket_id, cost]
+        args = [self._window_us, self.rpm, self.tpm, ticket_id, cost, self._transit_us]
         started = time.monotonic()
         while True:
             admitted, value, reason = await self._run(
@@ -211,28 +214,17 @@ class RateLimiter:
                 )
             await asyncio.sleep(min(wait, self.poll_interval) + random.uniform(0, 0.005))
 
-    async def correct(self, ticket: Ticket, actual_tokens: int) -> None:
-        """Count `ticket` for the tokens it really used instead of its estimate."""
-        await self._run(self._correct, self._keys, [ticket.id, max(int(actual_tokens), 0)])
+    async def settle(self, ticket: Ticket, actual_tokens: int | None = None) -> None:
+        """The request of `ticket` has ended: its slot counts from now (or its in-flight bound,
+        if sooner), and for `actual_tokens` when given instead of its estimate."""
+        tokens = "" if actual_tokens is None else max(int(actual_tokens), 0)
+        await self._run(self._settle, self._keys, [ticket.id, tokens])
 
     async def hold(self, seconds: float) -> float:
         """Admit nobody for `seconds` (a provider's 429); returns the hold's end, Unix seconds."""
         until = await self._run(self._hold, [self._hold_key], [max(float(seconds), 0.0)])
         log.warning("llm rate limiter held", extra={"limiter": self.name, "retry_after": seconds})
         return int(until) / 1_000_000
-
-    async def state(self) -> LimiterState:
-        now, requests, tokens, hold = await self._run(
-            self._state, [*self._keys, self._hold_key], [self._window_us]
-        )
-        return LimiterState(
-            requests=int(requests),
-            tokens=int(tokens),
-            rpm=self.rpm,
-            tpm=self.tpm,
-            now=int(now) / 1_000_000,
-            hold_until=int(hold) / 1_000_000 if int(hold) > int(now) else None,
-        )
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+
+# The longest a server's `Retry-After` may defer us: a misconfigured or hostile server could
+# otherwise park a task for days (or forever, with a date far ahead).
+MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
 def backoff_delay(
@@ -40,3 +44,28 @@ def parse_retry_after(value: str | None) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait a server asks for, capped at `MAX_RETRY_AFTER_SECONDS`: `retry-after-ms` (sent
+    by OpenAI-compatible providers), else `retry-after`; None when absent or unreadable.
+
+    `headers` should look names up case-insensitively, as httpx's do."""
+    millis = _number(headers.get("retry-after-ms"))
+    seconds = millis / 1000 if millis is not None else parse_retry_after(headers.get("retry-after"))
+    if seconds is None:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def is_retryable_status(status: int) -> bool:
+    """HTTP statuses another attempt may not see: timeouts, throttling and server errors."""
+    return status in {408, 429} or status >= 500
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None

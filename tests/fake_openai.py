@@ -2,7 +2,8 @@
 
 `POST /v1/chat/completions` answers the three Paperboy schemas deterministically from the JSON
 block in the user message, with realistic `usage`; `GET /v1/models` lists the one model. It can
-be slow (`latency`), enforce its own requests-per-window limit (429 with `Retry-After`, counted
+be slow (`latency`), take a random while of up to `transit` seconds to "receive" a request (a
+network's varying delay before the provider counts it), enforce its own requests-per-window limit (429 with `Retry-After`, counted
 in `refused`), require an API key, and play a script of failures (`fail_next`). Every request is
 logged. Run it in-process (`with FakeOpenAI() as fake: ... fake.url`) or on its own:
 
@@ -15,6 +16,7 @@ import argparse
 import contextlib
 import json
 import math
+import random
 import re
 import threading
 import time
@@ -89,6 +91,7 @@ class FakeOpenAI:
         model: str = "fake-model",
         api_key: str | None = None,
         latency: float = 0.0,
+        transit: float = 0.0,
         rpm: int | None = None,
         window: float = 60.0,
         retry_after: float | None = None,
@@ -98,6 +101,7 @@ class FakeOpenAI:
         self.model = model
         self.api_key = api_key
         self.latency = latency
+        self.transit = transit
         self.rpm = rpm
         self.window = window
         self.retry_after = retry_after  # what scripted 429/503 answers ask for; None: computed
@@ -169,6 +173,8 @@ class FakeOpenAI:
             body = json.loads(raw)
         except json.JSONDecodeError:
             return Reply(400, _error("We could not parse the JSON body.", "invalid_json"))
+        if self.transit:
+            time.sleep(random.uniform(0, self.transit))
         logged = LoggedRequest(time.monotonic(), path, _schema_name(body), body)
         reply = self._complete(logged)
         logged.status = reply.status

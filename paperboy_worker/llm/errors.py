@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import openai
 
+from paperboy_worker.pipeline.items import without_nul
 from shared.errors import PaperboyError, PermanentError, TransientError
-from shared.retry import parse_retry_after
+from shared.retry import is_retryable_status, retry_after
 
-MAX_RETRY_AFTER_SECONDS = 3600.0
 _CONTEXT_LENGTH_HINTS = (
     "context_length_exceeded",
     "context length",
@@ -17,16 +15,6 @@ _CONTEXT_LENGTH_HINTS = (
     "prompt is too long",
     "too many tokens",
 )
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the provider asks us to wait: `retry-after-ms`, else `retry-after` (seconds or
-    an HTTP date); None when absent or unreadable."""
-    millis = _number(headers.get("retry-after-ms"))
-    if millis is not None:
-        return _bounded(millis / 1000)
-    seconds = parse_retry_after(headers.get("retry-after"))
-    return None if seconds is None else _bounded(seconds)
 
 
 def is_quota_exhausted(exc: openai.RateLimitError) -> bool:
@@ -53,7 +41,7 @@ def classify(exc: openai.APIError) -> PaperboyError:
 
 def _classify_status(exc: openai.APIStatusError) -> PaperboyError:
     status, detail = exc.status_code, _detail(exc)
-    if status >= 500 or status in (408, 409):
+    if is_retryable_status(status) or status == 409:  # 409: the provider's conflict, retried
         return TransientError(
             f"LLM provider error {status}: {detail}",
             code="llm_unavailable",
@@ -74,19 +62,4 @@ def is_context_length(exc: openai.APIStatusError) -> bool:
 
 
 def _detail(exc: openai.APIStatusError) -> str:
-    return exc.message[:300]
-
-
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def _bounded(seconds: float) -> float | None:
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    return without_nul(exc.message)[:300]  # it ends up in the task's stored error

@@ -1,11 +1,12 @@
 """`LLMWriter`: a digest's paid steps done by a model, each with its offline version as fallback.
 
-Every call waits its turn at the shared rate limiter (prompt size plus `max_tokens`, corrected
-from the response's usage), asks for JSON in a strict schema and validates it with pydantic. An
-unusable answer (invalid JSON, a schema mismatch, a refusal, no known ids) is replaced by the
-deterministic step and marks the step degraded; its usage still counts, it was paid for. A 429
-holds the limiter for every worker and is retried here, because waiting is not a failure; other
-provider errors become `TransientError` or `PermanentError` for the job to act on.
+Every call waits its turn at the shared rate limiter (prompt size plus `max_tokens`, settled
+with the response's usage when the call ends), asks for JSON in a strict schema and validates
+it with pydantic. An unusable answer (invalid JSON, a schema mismatch, a refusal, no known ids)
+is replaced by the deterministic step and marks the step degraded; its usage still counts, it
+was paid for. A 429 holds the limiter for every worker and is retried here, because waiting is
+not a failure; other provider errors become `TransientError` or `PermanentError` for the job to
+act on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -23,16 +24,17 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from paperboy_worker.llm import prompts
-from paperboy_worker.llm.errors import classify, is_quota_exhausted, retry_after
+from paperboy_worker.llm.errors import classify, is_quota_exhausted
 from paperboy_worker.llm.prices import PriceTable
 from paperboy_worker.llm.prompts import AnalysisOutput, HighlightsOutput, Prompt, RankingOutput
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Analysis, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Analysis, Pick, Profile, ScoredItem, without_nul
 from paperboy_worker.pipeline.writer import Step
 from shared.errors import PaperboyError
 from shared.metrics import Metrics
 from shared.models import Usage
 from shared.ratelimit import Limiter, LimiterUnavailableError, Ticket
+from shared.retry import retry_after
 
 log = logging.getLogger("paperboy.llm")
 M = TypeVar("M", bound=BaseModel)
@@ -41,8 +43,6 @@ DEFAULT_HOLD_SECONDS = 5.0  # a 429 without Retry-After
 ANALYSIS_CHARS = 1_200
 BULLET_CHARS = 300
 MAX_BULLETS = 4
-
-OnAnalysis = Callable[[int, Step[Analysis]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,6 @@ class LLMWriter:
         limiter: Limiter,
         *,
         prices: Mapping[str, tuple[float, float]] | None = None,
-        analysis_concurrency: int = 4,
         rate_limit_retries: int = 3,
         max_inline_wait: float = 60.0,
         max_limiter_wait: float | None = 300.0,
@@ -74,7 +73,6 @@ class LLMWriter:
         self.model = model
         self.limiter = limiter
         self.prices = PriceTable(prices)
-        self.analysis_concurrency = max(1, analysis_concurrency)
         # A 429 is retried here this many times, when its Retry-After is at most
         # `max_inline_wait`; beyond that the job is deferred rather than holding a worker slot.
         self.rate_limit_retries = rate_limit_retries
@@ -82,6 +80,7 @@ class LLMWriter:
         self.max_limiter_wait = max_limiter_wait
         # Requests by outcome and limiter waits; tokens and cost are the caller's, from usage.
         self.metrics = metrics
+        self._settling: set[asyncio.Task[None]] = set()
         if self.prices.price(model) is None:
             log.warning("no price for the LLM model; its cost counts as 0", extra={"model": model})
 
@@ -105,34 +104,6 @@ class LLMWriter:
             return Step(offline.analyse(pick.item, profile), answer.usage, degraded=True)
         return Step(analysis, answer.usage)
 
-    async def analyse_many(
-        self, picks: list[Pick], profile: Profile, *, on_step: OnAnalysis | None = None
-    ) -> list[Step[Analysis]]:
-        """Every pick's analysis, at most `analysis_concurrency` at a time, in the picks' order.
-
-        `on_step(index, step)` runs as each one finishes (to checkpoint it and count its usage)
-        so a failure of one does not lose the others, which all run to the end before the first
-        failure is raised.
-        """
-        gate = asyncio.Semaphore(self.analysis_concurrency)
-
-        async def one(index: int, pick: Pick) -> Step[Analysis]:
-            async with gate:
-                step = await self.analyse(pick, profile)
-            if on_step is not None:
-                await on_step(index, step)
-            return step
-
-        results = await asyncio.gather(
-            *(one(i, pick) for i, pick in enumerate(picks)), return_exceptions=True
-        )
-        steps: list[Step[Analysis]] = []
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-            steps.append(result)
-        return steps
-
     async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[str]]:
         if not picks:
             return Step(offline.highlights(picks, profile))
@@ -143,14 +114,19 @@ class LLMWriter:
             return Step(offline.highlights(picks, profile), answer.usage, degraded=True)
         return Step(bullets, answer.usage)
 
+    async def close(self) -> None:
+        """Wait for the requests still being settled in the limiter (at shutdown)."""
+        await asyncio.gather(*self._settling)
+
     async def _ask(self, prompt: Prompt[M]) -> Answer[M]:
         refusals = 0
         while True:
             ticket = await self.limiter.acquire(
                 prompt.estimated_tokens(), max_wait=self.max_limiter_wait
             )
-            await self._observe_wait(ticket)
+            self._observe_wait(ticket)
             started = time.monotonic()
+            used: int | None = None
             try:
                 response = await self.client.chat.completions.create(
                     model=self.model,
@@ -158,17 +134,36 @@ class LLMWriter:
                     response_format=prompt.response_format(),
                     max_tokens=prompt.max_tokens,
                 )
+                answer = self._answer(prompt, ticket, response, time.monotonic() - started)
+                used = answer.usage.prompt_tokens + answer.usage.completion_tokens
             except openai.RateLimitError as exc:
                 refusals += 1
-                await self._count("rate_limited")
+                self._count("rate_limited")
                 if await self._wait_out(exc, prompt, refusals):
                     continue
                 raise self._failed(exc, prompt) from exc
             except openai.APIError as exc:
                 error = self._failed(exc, prompt)
-                await self._count(error.code)
+                self._count(error.code)
                 raise error from exc
-            return await self._answer(prompt, ticket, response, time.monotonic() - started)
+            finally:
+                # However the call ended (cancelled too), its slot counts from now.
+                self._settle_later(ticket, used)
+            return answer
+
+    def _settle_later(self, ticket: Ticket, tokens: int | None) -> None:
+        """Settle `ticket` in the background: nothing may stand between a paid answer and the
+        caller who counts it, since a cancelled sibling would otherwise lose it there."""
+        settling = asyncio.create_task(self._settle(ticket, tokens))
+        self._settling.add(settling)
+        settling.add_done_callback(self._settling.discard)
+
+    async def _settle(self, ticket: Ticket, tokens: int | None) -> None:
+        try:
+            await self.limiter.settle(ticket, tokens)
+        except LimiterUnavailableError:
+            # The request keeps its in-flight score and estimate, which err on the safe side.
+            log.warning("llm request not settled in the rate limiter", extra={"model": self.model})
 
     async def _wait_out(self, exc: openai.RateLimitError, prompt: Prompt[M], refusals: int) -> bool:
         """Hold every worker for the 429's Retry-After; True when this call should try again."""
@@ -203,17 +198,12 @@ class LLMWriter:
         )
         return error
 
-    async def _answer(
+    def _answer(
         self, prompt: Prompt[M], ticket: Ticket, response: ChatCompletion, duration: float
     ) -> Answer[M]:
         usage = self._usage(prompt, response)
-        try:
-            await self.limiter.correct(ticket, usage.prompt_tokens + usage.completion_tokens)
-        except LimiterUnavailableError:
-            # The estimate stays counted, which errs on the safe side; the answer is paid for.
-            log.warning("llm usage not corrected in the rate limiter", extra={"model": self.model})
         output, problem = _parse(prompt, response)
-        await self._count("completed" if output is not None else "unusable")
+        self._count("completed" if output is not None else "unusable")
         log.info(
             "llm call",
             extra={
@@ -243,11 +233,11 @@ class LLMWriter:
             cost_usd=self.prices.cost(self.model, prompt_tokens, completion_tokens),
         )
 
-    async def _count(self, outcome: str) -> None:
+    def _count(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.inc("paperboy_llm_requests", outcome=outcome)
 
-    async def _observe_wait(self, ticket: Ticket) -> None:
+    def _observe_wait(self, ticket: Ticket) -> None:
         if self.metrics is not None:
             self.metrics.observe("paperboy_ratelimit_wait_seconds", ticket.waited)
 
@@ -292,9 +282,9 @@ def _picks(output: RankingOutput, shortlisted: list[ScoredItem], top_n: int) -> 
 
 def _analysis(output: AnalysisOutput) -> Analysis | None:
     fields = {
-        "summary": output.summary.strip(),
-        "why_it_matters": output.why_it_matters.strip(),
-        "key_takeaway": output.key_takeaway.strip(),
+        "summary": without_nul(output.summary).strip(),
+        "why_it_matters": without_nul(output.why_it_matters).strip(),
+        "key_takeaway": without_nul(output.key_takeaway).strip(),
     }
     if not all(fields.values()):
         return None
@@ -302,5 +292,6 @@ def _analysis(output: AnalysisOutput) -> Analysis | None:
 
 
 def _bullets(output: HighlightsOutput) -> list[str]:
-    bullets = (offline.clip(b.strip(), BULLET_CHARS) for b in output.highlights if b.strip())
+    texts = (without_nul(b).strip() for b in output.highlights)
+    bullets = (offline.clip(text, BULLET_CHARS) for text in texts if text)
     return list(bullets)[:MAX_BULLETS]

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from shared.models import NOT_SPECIFIED
+
+
+def without_nul(text: str) -> str:
+    """`text` without NUL characters, which PostgreSQL refuses in any text value."""
+    return text.replace("\x00", "")
+
+
+# Text from a source or the model: a NUL in it would make the store refuse the whole row.
+Text = Annotated[str, AfterValidator(without_nul)]
 
 
 class Item(BaseModel):
     """One candidate for the digest: an arXiv paper or a news article."""
 
-    item_id: str
+    item_id: Text
     kind: Literal["paper", "news"] = "paper"
-    title: str
-    abstract: str
-    authors: list[str] = Field(default_factory=list)
-    categories: list[str] = Field(default_factory=list)
-    primary_category: str | None = None
-    published: str | None = None
-    url: str
-    pdf_url: str | None = None
-    source: str | None = None
+    title: Text
+    abstract: Text
+    authors: list[Text] = Field(default_factory=list)
+    categories: list[Text] = Field(default_factory=list)
+    primary_category: Text | None = None
+    published: Text | None = None
+    url: Text
+    pdf_url: Text | None = None
+    source: Text | None = None
 
 
 class ScoredItem(BaseModel):
@@ -31,9 +40,9 @@ class ScoredItem(BaseModel):
 
 
 class Analysis(BaseModel):
-    summary: str
-    why_it_matters: str
-    key_takeaway: str
+    summary: Text
+    why_it_matters: Text
+    key_takeaway: Text
 
 
 class Pick(BaseModel):

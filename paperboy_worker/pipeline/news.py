@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from paperboy_worker.pipeline.items import Item
+from paperboy_worker.pipeline.items import Item, without_nul
 from paperboy_worker.pipeline.shortlist import STOPWORDS
-from paperboy_worker.pipeline.sources import is_transient_status, merge_items, retry_after
+from paperboy_worker.pipeline.sources import merge_items
 from shared.errors import PaperboyError, PermanentError, TransientError
 from shared.models import NOT_SPECIFIED
+from shared.retry import is_retryable_status, retry_after
 from shared.settings import Settings
 
 log = logging.getLogger("paperboy.news")
@@ -218,14 +219,19 @@ def _abstract(description: str, content: str) -> str:
 def _error(response: httpx.Response, body: Mapping[str, Any]) -> PaperboyError:
     code = _string(body.get("code"))
     status = response.status_code
-    message = f"NewsAPI answered {status} {code}: {_string(body.get('message'))[:200]}".strip()
+    detail = without_nul(_string(body.get("message")))[:200]  # it ends up in the stored error
+    message = f"NewsAPI answered {status} {without_nul(code)}: {detail}".strip()
     if code in _AUTH_CODES or status == 401:
         return PermanentError(message, code="news_auth")
     if code in _RATE_CODES or status == 429:
-        return TransientError(message, code="news_rate_limited", retry_after=retry_after(response))
-    if code == "unexpectedError" or status == 200 or is_transient_status(status):
+        return TransientError(
+            message, code="news_rate_limited", retry_after=retry_after(response.headers)
+        )
+    if code == "unexpectedError" or status == 200 or is_retryable_status(status):
         # 200 here means an ok status with a body we cannot read: a broken proxy, not our query.
-        return TransientError(message, code="source_unavailable", retry_after=retry_after(response))
+        return TransientError(
+            message, code="source_unavailable", retry_after=retry_after(response.headers)
+        )
     return PermanentError(message, code="news_rejected")
 
 

@@ -3,6 +3,12 @@
 Progress is written at every stage boundary and after every analysis: each write is where a
 cancelled or superseded attempt stops. Paid steps (rank, each analysis, highlights) are
 checkpointed as they complete, so a retried or resumed digest replays them for free.
+
+The analyses run side by side in a task group: when one fails, the others are cancelled and
+have stopped before the failure leaves the attempt, so none keeps paying, or writes progress
+over the retry message, once the job has recorded how the attempt ended. Every completed call's
+usage is in `unsaved` from the moment its answer returns until a write has stored it, and the
+failure path stores what a cancelled sibling could not.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from paperboy_worker.pipeline.news import fetch_news, news_query
 from paperboy_worker.pipeline.render import render_digest
 from paperboy_worker.pipeline.shortlist import shortlist
 from paperboy_worker.pipeline.writer import Step, Writer
-from shared.errors import NoSourcesError, NothingRelevantError, PermanentError
-from shared.models import DigestTask, Stage
+from shared.errors import NoSourcesError, NothingRelevantError, PaperboyError, PermanentError
+from shared.models import DigestTask, Stage, Usage
 
 log = logging.getLogger("paperboy.pipeline")
 T = TypeVar("T")
@@ -47,6 +53,7 @@ class Attempt:
         self.checkpoints = Checkpoints(ctx["redis"], task.task_id)
         self.replayed: dict[str, Any] = {}
         self._writes = asyncio.Lock()  # concurrent analyses share one task row
+        self.unsaved: list[Usage] = []  # paid for, not yet in the task row
         self._stage_started: tuple[Stage, float] | None = None
 
     async def run(self) -> DigestTask:
@@ -141,7 +148,18 @@ class Attempt:
             await self._progress(0.3 + 0.5 * done / len(picks), f"Analysed {done} of {len(picks)}")
             return pick.model_copy(update={"analysis": analysis})
 
-        return list(await asyncio.gather(*(one(pick) for pick in picks)))
+        try:
+            async with asyncio.TaskGroup() as group:
+                analysing = [group.create_task(one(pick)) for pick in picks]
+        except BaseExceptionGroup as failed:
+            # Every sibling has stopped by now; the first failure is the attempt's outcome.
+            await self._save_unsaved_usage()
+            error = failed.exceptions[0]
+            raise error from error.__cause__
+        except asyncio.CancelledError:  # the attempt timed out or the worker is stopping
+            await self._save_unsaved_usage()
+            raise
+        return [task.result() for task in analysing]
 
     async def _paid(
         self, name: str, adapter: TypeAdapter[T], produce: Callable[[], Awaitable[Step[T]]]
@@ -154,18 +172,38 @@ class Attempt:
         step = await produce()
         self.degraded = self.degraded or step.degraded
         if step.usage.llm_requests:  # a free step (offline) is cheaper to redo than to keep
-            await self._add_usage(step)
+            self.unsaved.append(step.usage)  # before any await: a cancel must not lose it
+            self._count_usage(step.usage)
+            await self._save_usage()
             value = adapter.dump_python(step.value, mode="json")
             await self.checkpoints.save(name, {"value": value, "degraded": step.degraded})
         return step.value
 
-    async def _add_usage(self, step: Step[Any]) -> None:
+    async def _save_usage(self) -> None:
+        """Store the usage paid for so far. `add_usage` writes the row's total from our copy of
+        the task, so a write cut short by a cancel is simply written again, never twice."""
         async with self._writes:
-            self.task = await self.ctx["tasks"].add_usage(self.task, step.usage)
+            pending = len(self.unsaved)
+            if pending:
+                total = sum(self.unsaved[:pending], Usage())
+                self.task = await self.ctx["tasks"].add_usage(self.task, total)
+                del self.unsaved[:pending]
+
+    async def _save_unsaved_usage(self) -> None:
+        """On the failure path: store what cancelled analyses were paid for, without hiding the
+        failure if the store refuses (the job's own write will meet the same refusal)."""
+        try:
+            await self._save_usage()
+        except PaperboyError as exc:
+            log.warning(
+                "usage of cancelled analyses not stored: %s", exc.message, extra=self._extra()
+            )
+
+    def _count_usage(self, usage: Usage) -> None:
         metrics = self.ctx["metrics"]
-        metrics.inc("paperboy_llm_tokens", step.usage.prompt_tokens, kind="prompt")
-        metrics.inc("paperboy_llm_tokens", step.usage.completion_tokens, kind="completion")
-        metrics.inc("paperboy_llm_cost_usd", step.usage.cost_usd)
+        metrics.inc("paperboy_llm_tokens", usage.prompt_tokens, kind="prompt")
+        metrics.inc("paperboy_llm_tokens", usage.completion_tokens, kind="completion")
+        metrics.inc("paperboy_llm_cost_usd", usage.cost_usd)
 
     async def _progress(self, progress: float, message: str) -> None:
         assert self._stage_started is not None

@@ -13,7 +13,7 @@ import httpx
 from paperboy_worker.pipeline import arxiv_feed
 from paperboy_worker.pipeline.items import Item
 from shared.errors import PermanentError, TransientError
-from shared.retry import parse_retry_after
+from shared.retry import is_retryable_status, retry_after
 from shared.settings import Settings
 
 log = logging.getLogger("paperboy.sources")
@@ -29,18 +29,6 @@ async def fetch_arxiv_category(
 ) -> list[Item]:
     """One category's submissions on `day`, with abstracts; what `daily_sources` stores."""
     return await fetch_arxiv(http, settings, arxiv_query(day, [category]))
-
-
-async def fetch_arxiv_categories(
-    http: httpx.AsyncClient, settings: Settings, day: date, categories: Sequence[str]
-) -> dict[str, list[Item]]:
-    """Each category's submissions, fetched in turn with the polite delay between them."""
-    fetched: dict[str, list[Item]] = {}
-    for category in dict.fromkeys(categories):
-        if fetched:
-            await asyncio.sleep(settings.arxiv_page_delay_seconds)
-        fetched[category] = await fetch_arxiv_category(http, settings, day, category)
-    return fetched
 
 
 def merge_items(groups: Iterable[Iterable[Item]]) -> list[Item]:
@@ -105,11 +93,11 @@ async def _page(http: httpx.AsyncClient, url: str, query: str, start: int, size:
         response = await http.get(url, params=params)
     except httpx.HTTPError as exc:
         raise TransientError(f"arXiv API unreachable: {exc!r}", code="source_unavailable") from exc
-    if is_transient_status(response.status_code):
+    if is_retryable_status(response.status_code):
         raise TransientError(
             f"arXiv API answered {response.status_code}",
             code="source_unavailable",
-            retry_after=retry_after(response),
+            retry_after=retry_after(response.headers),
         )
     if response.status_code != 200:
         raise PermanentError(f"arXiv API answered {response.status_code}", code="source_rejected")
@@ -120,13 +108,3 @@ async def _page(http: httpx.AsyncClient, url: str, query: str, start: int, size:
         raise TransientError(
             f"arXiv API sent an unreadable feed: {exc}", code="source_unavailable"
         ) from exc
-
-
-def is_transient_status(status: int) -> bool:
-    """Statuses another attempt may not see: timeouts, throttling and server errors."""
-    return status in {408, 429} or status >= 500
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """The server's `Retry-After` in seconds (delta or HTTP date), if it sent a usable one."""
-    return parse_retry_after(response.headers.get("Retry-After"))

@@ -34,6 +34,9 @@ class Writer(Protocol):
 
     async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[str]]: ...
 
+    async def close(self) -> None:
+        """Finish what the writer still does in the background (at shutdown)."""
+
 
 class OfflineWriter:
     async def rank(
@@ -46,3 +49,6 @@ class OfflineWriter:
 
     async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[str]]:
         return Step(offline.highlights(picks, profile))
+
+    async def close(self) -> None:
+        pass

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.errors import StoreError
+from shared.errors import StoreError, StoreRejectedError
 from shared.store.base import TABLES, Cond, Row, Table
 
 T = TypeVar("T")
@@ -133,8 +133,8 @@ class SqliteBackend:
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"sqlite: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise store_error(exc) from exc
 
     async def open(self) -> None:
         def connect() -> None:
@@ -245,3 +245,25 @@ def _decode(spec: Table, row: Row) -> Row:
     for column in spec.bool_columns & row.keys():
         row[column] = bool(row[column])
     return row
+
+
+# OperationalError also means "database is locked" or a full disk, which pass; these do not.
+_SCHEMA_PROBLEMS = ("no such column", "has no column named", "no such table")
+_REFUSED = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlite3.NotSupportedError,
+)
+
+
+def store_error(exc: sqlite3.Error) -> StoreError | StoreRejectedError:
+    """A refused statement (a constraint, a value SQLite cannot bind, an unknown column) is
+    permanent; anything else about the file may clear on the next try."""
+    message = f"sqlite: {exc}"
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        rejected = any(problem in text for problem in _SCHEMA_PROBLEMS)
+        return StoreRejectedError(message) if rejected else StoreError(message)
+    return StoreRejectedError(message) if isinstance(exc, _REFUSED) else StoreError(message)

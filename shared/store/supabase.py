@@ -16,10 +16,18 @@ from postgrest import (
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from shared import keys
-from shared.errors import StoreError
+from shared.errors import StoreError, StoreRejectedError
 from shared.store.base import TABLES, Cond, Row
 
 Query = AsyncSelectRequestBuilder
+
+# PostgreSQL error classes another try would repeat: data exception (22: a NUL in text, a value
+# out of range), integrity constraint violation (23), syntax error or access rule (42: an
+# unknown column or table, no privilege). Connection (08), resource (53) and the rest may pass.
+_REJECTED_SQLSTATE_CLASSES = frozenset({"22", "23", "42"})
+# PostgREST's own: request errors (PGRST1xx) and schema cache misses such as an unknown column
+# (PGRST2xx) are permanent; PGRST0xx (cannot reach the database) is not.
+_REJECTED_POSTGREST_PREFIXES = ("PGRST1", "PGRST2")
 
 
 class SupabaseBackend:
@@ -148,13 +156,30 @@ async def _run(query: Query, verb: str, table: str) -> APIResponse:
     try:
         return await query.execute()
     except APIError as exc:
-        # APIError keeps PostgREST's fields but not the HTTP status (unless the body was not JSON).
-        code = f" [{exc.code}]" if exc.code else ""
-        detail = f": {str(exc.details)[:300]}" if exc.details else ""
-        message = f"supabase {verb} on {table} failed{code}: {exc.message}{detail}"
-        raise StoreError(message) from exc
+        raise _api_error(exc, verb, table) from exc
     except httpx.HTTPError as exc:
         raise StoreError(f"supabase {verb} on {table} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _api_error(exc: APIError, verb: str, table: str) -> StoreError | StoreRejectedError:
+    # APIError keeps PostgREST's fields but not the HTTP status (unless the body was not JSON,
+    # when the code is the status: three digits, never a five-character SQLSTATE).
+    code = f" [{exc.code}]" if exc.code else ""
+    detail = f": {str(exc.details)[:300]}" if exc.details else ""
+    # The message is stored as the task's error; a NUL echoed back would be refused again.
+    message = f"supabase {verb} on {table} failed{code}: {exc.message}{detail}".replace("\x00", "")
+    if is_rejection(exc.code):
+        return StoreRejectedError(message)
+    return StoreError(message)
+
+
+def is_rejection(code: str | None) -> bool:
+    """Whether a PostgREST error code says the request itself is wrong, so retrying is futile."""
+    if code is None:
+        return False
+    if len(code) == 5 and code[:2] in _REJECTED_SQLSTATE_CLASSES:
+        return True
+    return code.startswith(_REJECTED_POSTGREST_PREFIXES)
 
 
 def _rows(response: APIResponse, table: str) -> list[Row]:

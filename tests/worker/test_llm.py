@@ -21,7 +21,6 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from paperboy_worker.llm import FIREWORKS_BASE_URL, LLMWriter, PriceTable, llm_client
-from paperboy_worker.llm.errors import retry_after
 from paperboy_worker.llm.prompts import ANALYSIS, HIGHLIGHTS, RANKING
 from paperboy_worker.pipeline import offline
 from paperboy_worker.pipeline.items import Analysis, Item, Profile, ScoredItem
@@ -35,6 +34,7 @@ from shared.ratelimit import (
     RateLimiter,
     Ticket,
 )
+from shared.retry import retry_after
 from shared.settings import Settings
 from tests.fake_openai import Failure, FakeOpenAI
 from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT
@@ -65,15 +65,15 @@ class RecordingLimiter:
     """Admits everything at once and remembers what it was asked."""
 
     acquired: list[int] = field(default_factory=list)
-    corrected: list[tuple[str, int]] = field(default_factory=list)
+    settled: list[tuple[str, int | None]] = field(default_factory=list)
     holds: list[float] = field(default_factory=list)
 
     async def acquire(self, tokens: int, *, max_wait: float | None = None) -> Ticket:
         self.acquired.append(tokens)
         return Ticket(f"t{len(self.acquired)}", tokens, time.time(), 0.0)
 
-    async def correct(self, ticket: Ticket, actual_tokens: int) -> None:
-        self.corrected.append((ticket.id, actual_tokens))
+    async def settle(self, ticket: Ticket, actual_tokens: int | None = None) -> None:
+        self.settled.append((ticket.id, actual_tokens))
 
     async def hold(self, seconds: float) -> float:
         self.holds.append(seconds)
@@ -243,9 +243,10 @@ async def test_ranking_sends_a_strict_structured_output_request(
         "categories",
         "source",
     }
-    # the estimate is the prompt's size plus max_tokens, corrected from the usage
+    # the estimate is the prompt's size plus max_tokens, settled with the usage
+    await writer.close()
     assert limiter.acquired[0] > body["max_tokens"] + len(request.content) // 8
-    assert limiter.corrected == [("t1", 1200)]
+    assert limiter.settled == [("t1", 1200)]
 
 
 async def test_analysis_and_highlights_requests_carry_their_data(
@@ -309,6 +310,22 @@ async def test_analysis_and_highlights_from_the_model(
     assert analysis == Step(Analysis(**ANALYSIS_ANSWER), analysis.usage)
     assert highlights.value == ["One.", "Two.", "3", "4"]
     assert not highlights.degraded
+
+
+async def test_nul_characters_from_the_model_are_dropped(
+    writer: LLMWriter, provider: respx.Route
+) -> None:
+    # PostgreSQL refuses a NUL in any text, so a stored digest holding one could never finish.
+    provider.side_effect = [
+        completion({**ANALYSIS_ANSWER, "summary": "It does\u0000 retrieval."}),
+        completion({"highlights": ["One\u0000.", "\u0000"]}),
+    ]
+
+    analysis = await writer.analyse(PICKS[0], PROFILE)
+    highlights = await writer.highlights(PICKS, PROFILE)
+
+    assert analysis.value.summary == "It does retrieval."
+    assert highlights.value == ["One."]
 
 
 @pytest.mark.parametrize(
@@ -443,7 +460,8 @@ async def test_provider_errors_are_classified(
     assert caught.value.code == code  # type: ignore[attr-defined]
     assert provider.call_count == 1  # the SDK does not retry by itself
     assert limiter.holds == []
-    assert limiter.corrected == []
+    await writer.close()
+    assert limiter.settled == [("t1", None)]  # the call ended: its slot counts from now
 
 
 async def test_a_5xx_passes_on_its_retry_after(writer: LLMWriter, provider: respx.Route) -> None:
@@ -524,48 +542,27 @@ def test_retry_after_headers() -> None:
 # Concurrency
 
 
-async def test_analyse_many_is_bounded_ordered_and_reports_each_step(
-    client: openai.AsyncOpenAI, provider: respx.Route, limiter: RecordingLimiter
+async def test_a_paid_answer_reaches_its_caller_while_the_limiter_settles(
+    client: openai.AsyncOpenAI, provider: respx.Route
 ) -> None:
-    writer = LLMWriter(client, MODEL, limiter, analysis_concurrency=2)
-    in_flight, peak = 0, 0
+    settling = asyncio.Event()
+    settled = asyncio.Event()
 
-    async def answer(request: httpx.Request) -> httpx.Response:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        await asyncio.sleep(0.05)
-        in_flight -= 1
-        title = data_block(json.loads(request.content))["item"]["title"]
-        return completion({**ANALYSIS_ANSWER, "summary": title})
+    class SlowToSettle(RecordingLimiter):
+        async def settle(self, ticket: Ticket, actual_tokens: int | None = None) -> None:
+            await settled.wait()
+            settling.set()
 
-    provider.side_effect = answer
-    picks = offline.rank(SHORTLIST, 4)
-    reported: list[int] = []
+    writer = LLMWriter(client, MODEL, SlowToSettle())
+    provider.return_value = completion(ANALYSIS_ANSWER)
 
-    async def on_step(index: int, step: Step[Analysis]) -> None:
-        reported.append(index)
+    # Nothing stands between the answer and its caller: a cancel there would lose its usage.
+    step = await asyncio.wait_for(writer.analyse(PICKS[0], PROFILE), timeout=5)
+    settled.set()
+    await writer.close()
 
-    steps = await writer.analyse_many(picks, PROFILE, on_step=on_step)
-
-    assert [s.value.summary for s in steps] == [p.item.title for p in picks]
-    assert peak == 2
-    assert sorted(reported) == [0, 1, 2, 3]
-
-
-async def test_analyse_many_finishes_the_others_before_raising(
-    writer: LLMWriter, provider: respx.Route
-) -> None:
-    provider.side_effect = [api_error(500), *[completion(ANALYSIS_ANSWER)] * 3]
-    reported: list[int] = []
-
-    async def on_step(index: int, step: Step[Analysis]) -> None:
-        reported.append(index)
-
-    with pytest.raises(TransientError):
-        await writer.analyse_many(offline.rank(SHORTLIST, 4), PROFILE, on_step=on_step)
-
-    assert len(reported) == 3
+    assert step.usage.llm_requests == 1
+    assert settling.is_set()
 
 
 # Client and prices
@@ -647,7 +644,7 @@ async def test_the_real_client_talks_to_the_fake(fake: FakeOpenAI) -> None:
     writer = LLMWriter(client, MODEL, RecordingLimiter())
 
     ranked = await writer.rank(SHORTLIST, PROFILE, 2)
-    analyses = await writer.analyse_many(ranked.value, PROFILE)
+    analyses = [await writer.analyse(pick, PROFILE) for pick in ranked.value]
     picks = [
         p.model_copy(update={"analysis": s.value})
         for p, s in zip(ranked.value, analyses, strict=True)
@@ -726,7 +723,8 @@ async def test_a_provider_429_holds_the_shared_limiter_and_the_call_retries(
     limiter = make_limiter(rpm=100, tpm=1_000_000)  # more generous than the provider
     writer = LLMWriter(client, MODEL, limiter)
 
-    steps = await writer.analyse_many(offline.rank(SHORTLIST, 4), PROFILE)
+    steps = await asyncio.gather(*(writer.analyse(p, PROFILE) for p in offline.rank(SHORTLIST, 4)))
+    await writer.close()
     await client.close()
 
     assert fake.refused >= 1
@@ -735,21 +733,28 @@ async def test_a_provider_429_holds_the_shared_limiter_and_the_call_retries(
 
 
 @pytest.mark.integration
-async def test_the_shared_limiter_keeps_workers_under_the_providers_limit(
+async def test_a_limit_equal_to_the_providers_never_draws_a_429(
     fake: FakeOpenAI, make_limiter: Any
 ) -> None:
-    # The provider's window is a little shorter than ours: request times differ by transit.
-    fake.rpm, fake.window = 3, 0.8
+    # The same limit and window on both sides. Requests reach the provider some time after the
+    # limiter admits them, and not all equally fast, as they do across a network.
+    fake.rpm, fake.window, fake.transit = 4, 1.0, 0.05
     clients = [fake_client(fake) for _ in range(2)]
-    writers = [LLMWriter(c, MODEL, make_limiter(rpm=3, tpm=1_000_000, window=1.0)) for c in clients]
-    picks = offline.rank(SHORTLIST, 4)
+    writers = [
+        LLMWriter(c, MODEL, make_limiter(rpm=4, tpm=1_000_000, window=1.0, transit=10))
+        for c in clients
+    ]
+    picks = offline.rank(SHORTLIST, 4) * 2  # 16 calls: four windows' worth
 
-    results = await asyncio.gather(*(w.analyse_many(picks, PROFILE) for w in writers))
-    for c in clients:
+    results = await asyncio.gather(
+        *(asyncio.gather(*(w.analyse(p, PROFILE) for p in picks)) for w in writers)
+    )
+    for w, c in zip(writers, clients, strict=True):
+        await w.close()
         await c.close()
 
     assert fake.refused == 0
-    assert fake.completions == 8
+    assert fake.completions == 16
     assert all(not s.degraded for steps in results for s in steps)
 
 
@@ -757,13 +762,14 @@ async def test_a_paid_answer_survives_a_failed_correction(
     client: openai.AsyncOpenAI, provider: respx.Route
 ) -> None:
     class UnreachableOnCorrect(RecordingLimiter):
-        async def correct(self, ticket: Ticket, actual_tokens: int) -> None:
+        async def settle(self, ticket: Ticket, actual_tokens: int | None = None) -> None:
             raise LimiterUnavailableError("redis down")
 
     writer = LLMWriter(client, MODEL, UnreachableOnCorrect())
     provider.return_value = completion(ANALYSIS_ANSWER)
 
     step = await writer.analyse(PICKS[0], PROFILE)
+    await writer.close()
 
     assert not step.degraded
     assert step.usage.llm_requests == 1

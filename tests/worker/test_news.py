@@ -11,6 +11,7 @@ import respx
 
 from paperboy_worker.pipeline.news import fetch_news, news_query
 from shared.errors import PermanentError, TransientError
+from shared.retry import MAX_RETRY_AFTER_SECONDS
 from shared.settings import Settings
 
 BASE_URL = "https://news.test"
@@ -187,6 +188,23 @@ async def test_content_repeating_the_description_is_not_doubled(
     assert item.source is None
 
 
+async def test_nul_characters_are_dropped_from_articles_and_errors(
+    mock: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    nul = "\x00"
+    route = mock.get(EVERYTHING)
+    route.mock(return_value=ok(article(title=f"Chip{nul} rules", author=f"Jo{nul}")))
+
+    [item] = await fetch_news(http, settings(), "chips", DAY)
+    body = {"status": "error", "code": f"bad{nul}", "message": f"no{nul}pe"}
+    route.mock(return_value=httpx.Response(400, json=body))
+    with pytest.raises(PermanentError) as caught:
+        await fetch_news(http, settings(), "chips", DAY)
+
+    assert (item.title, item.authors) == ("Chip rules", ["Jo"])
+    assert nul not in caught.value.message
+
+
 async def test_removed_and_non_web_articles_are_dropped(
     mock: respx.MockRouter, http: httpx.AsyncClient
 ) -> None:
@@ -282,6 +300,18 @@ async def test_retry_after_of_a_server_error_is_passed_on(
     with pytest.raises(TransientError) as caught:
         await fetch_news(http, settings(), "chips", DAY)
     assert caught.value.retry_after == 30.0
+
+
+async def test_a_huge_retry_after_is_capped(
+    mock: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    mock.get(EVERYTHING).mock(
+        return_value=error(429, "rateLimited", headers={"Retry-After": "31536000"})
+    )
+
+    with pytest.raises(TransientError) as caught:
+        await fetch_news(http, settings(), "chips", DAY)
+    assert caught.value.retry_after == MAX_RETRY_AFTER_SECONDS
 
 
 @pytest.mark.parametrize("exc", [httpx.ConnectTimeout("slow"), httpx.ConnectError("refused")])

@@ -13,11 +13,11 @@ import respx
 from paperboy_worker.pipeline.arxiv_feed import SAMPLE_PATH
 from paperboy_worker.pipeline.sources import (
     arxiv_query,
-    fetch_arxiv_categories,
     fetch_arxiv_category,
     merge_items,
 )
 from shared.errors import PermanentError, TransientError
+from shared.retry import MAX_RETRY_AFTER_SECONDS
 from shared.settings import Settings
 
 API_URL = "https://arxiv.test/api/query"
@@ -255,6 +255,16 @@ async def test_retry_after_http_date_is_passed_on(
     assert 80 <= caught.value.retry_after <= 90
 
 
+async def test_a_huge_retry_after_is_capped(
+    mock: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    mock.get(API_URL).respond(503, headers={"Retry-After": "31536000"})
+
+    with pytest.raises(TransientError) as caught:
+        await fetch_arxiv_category(http, settings(), DAY, "cs.CL")
+    assert caught.value.retry_after == MAX_RETRY_AFTER_SECONDS
+
+
 @pytest.mark.parametrize(
     "error",
     [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")],
@@ -306,10 +316,9 @@ async def test_an_unreadable_feed_is_transient_never_empty(
 # Several categories
 
 
-async def test_categories_are_fetched_one_by_one_and_merged_without_duplicates(
+async def test_a_paper_listed_under_two_categories_is_merged_once(
     mock: respx.MockRouter, http: httpx.AsyncClient
 ) -> None:
-    times: list[float] = []
     listings = {
         "cat:cs.CL AND submittedDate:[202611220000 TO 202611222359]": feed([1, 2], 2),
         # Paper 2 is cross-listed, so arXiv lists it under both categories.
@@ -317,21 +326,17 @@ async def test_categories_are_fetched_one_by_one_and_merged_without_duplicates(
     }
 
     def answer(request: httpx.Request) -> httpx.Response:
-        times.append(time.monotonic())
         return httpx.Response(200, content=listings[request.url.params["search_query"]])
 
-    route = mock.get(API_URL).mock(side_effect=answer)
+    mock.get(API_URL).mock(side_effect=answer)
 
-    fetched = await fetch_arxiv_categories(
-        http, settings(arxiv_page_delay_seconds=0.05), DAY, ["cs.CL", "cs.LG", "cs.CL"]
-    )
+    fetched = [
+        await fetch_arxiv_category(http, settings(), DAY, category)
+        for category in ("cs.CL", "cs.LG")
+    ]
 
-    assert list(fetched) == ["cs.CL", "cs.LG"]
-    assert route.call_count == 2
-    assert times[1] - times[0] >= 0.05
-    assert [i.item_id for i in fetched["cs.LG"]] == ["arXiv:2611.00002", "arXiv:2611.00003"]
-    merged = merge_items(fetched.values())
-    assert [i.item_id for i in merged] == [
+    assert [i.item_id for i in fetched[1]] == ["arXiv:2611.00002", "arXiv:2611.00003"]
+    assert [i.item_id for i in merge_items(fetched)] == [
         "arXiv:2611.00001",
         "arXiv:2611.00002",
         "arXiv:2611.00003",
