@@ -6,8 +6,6 @@
 -- service's statements keep working and a rollback finds its tables as it left them. The one table
 -- both use is the frontend's `profiles`. Every statement is safe to run twice (docs/CUTOVER.md).
 
-create extension if not exists pgcrypto;
-
 create table if not exists public.paperboy_digest_tasks (
     task_id text primary key,
     status text not null
@@ -89,7 +87,8 @@ create table if not exists public.paperboy_idempotency_keys (
 );
 
 -- The frontend's subscribers, as the live project has them. On the live project the table exists
--- and this statement does nothing; on an empty database it makes the same shape.
+-- and this statement does nothing; on an empty database it makes the same shape
+-- (gen_random_uuid() is built into PostgreSQL 13 and later).
 create table if not exists public.profiles (
     id uuid primary key default gen_random_uuid(),
     user_id uuid not null unique,
