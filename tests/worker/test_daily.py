@@ -13,6 +13,7 @@ from arq.connections import ArqRedis
 
 from paperboy_worker.daily import daily_run, daily_task_id, last_slot, missed_source_date
 from shared import keys
+from shared.logs import extra_fields
 from shared.settings import Settings
 from shared.store.sqlite import SqliteBackend
 from shared.tasks import TaskRepository
@@ -89,6 +90,9 @@ async def test_a_malformed_profile_is_skipped_and_reported_and_the_others_run(
     tasks = await backend.select(keys.DIGEST_TASKS, order_by="user_id")
     assert [t["user_id"] for t in tasks] == [subscriber(1)["user_id"], subscriber(3)["user_id"]]
     assert tasks[0]["request"]["user_info"]["news_interest"] == "AI policy"
-    [skip] = [r for r in caplog.records if r.getMessage().startswith("profile skipped")]
-    assert skip.user_id == subscriber(2)["user_id"]  # type: ignore[attr-defined]
-    assert "name: " in skip.getMessage()
+    [skip] = [r for r in caplog.records if r.getMessage() == "profile skipped"]
+    assert extra_fields(skip) == {
+        "user_id": subscriber(2)["user_id"],
+        "reason": "name: Input should be a valid string",
+        "source_date": "2026-11-19",
+    }
