@@ -324,16 +324,16 @@ async def test_row_level_security_hides_the_store_from_the_anon_key(
 ) -> None:
     from shared.store.supabase import SupabaseBackend  # noqa: PLC0415 - a heavy import
 
-    await postgrest_backend.insert("digest_tasks", digest("t1"))
+    await postgrest_backend.insert(keys.DIGEST_TASKS, digest("t1"))
     anon = SupabaseBackend(empty_postgrest.url, empty_postgrest.anon_key)
     await anon.open()
     try:
-        assert await anon.select("digest_tasks") == []
+        assert await anon.select(keys.DIGEST_TASKS) == []
         with pytest.raises(StoreError, match=r"\[42501\].*row-level security"):
-            await anon.insert("digest_tasks", digest("t2"))
+            await anon.insert(keys.DIGEST_TASKS, digest("t2"))
     finally:
         await anon.close()
-    assert await postgrest_backend.count("digest_tasks") == 1
+    assert await postgrest_backend.count(keys.DIGEST_TASKS) == 1
 
 
 async def test_the_gateway_turns_away_an_unknown_key(empty_postgrest: PostgrestBed) -> None:
