@@ -12,7 +12,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from shared import queue
+from shared import keys, queue
 from shared.models import DigestRequest, DigestTask
 from shared.settings import Settings
 from shared.store import open_backend
@@ -93,17 +93,19 @@ class StoreReader:
 
     def count(self, where: str = "1", *params: Any) -> int:
         row = self.conn.execute(
-            f"SELECT count(*) FROM digest_tasks WHERE {where}", params
+            f"SELECT count(*) FROM {keys.DIGEST_TASKS} WHERE {where}", params
         ).fetchone()
         return int(row[0])
 
     def row(self, task_id: str) -> sqlite3.Row | None:
-        cursor = self.conn.execute("SELECT * FROM digest_tasks WHERE task_id = ?", (task_id,))
+        cursor = self.conn.execute(
+            f"SELECT * FROM {keys.DIGEST_TASKS} WHERE task_id = ?", (task_id,)
+        )
         found: sqlite3.Row | None = cursor.fetchone()
         return found
 
     def max_finished(self) -> float:
-        row = self.conn.execute("SELECT max(finished_at) FROM digest_tasks").fetchone()
+        row = self.conn.execute(f"SELECT max(finished_at) FROM {keys.DIGEST_TASKS}").fetchone()
         return datetime.fromisoformat(row[0]).timestamp()
 
 

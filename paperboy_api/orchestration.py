@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import date, timedelta
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError, field_validator
@@ -15,7 +16,7 @@ from paperboy_api.errors import ApiError, field_errors
 from paperboy_api.state import app_state
 from shared import keys, queue
 from shared.models import TaskStatus, parse_day, utcnow
-from shared.profiles import Profile, ProfileRepository
+from shared.profiles import Profile, ProfileRepository, parse_user_id
 from shared.store import Cond
 
 
@@ -66,11 +67,12 @@ async def daily_status(request: Request) -> Response:
         )
         for status in TaskStatus
     }
-    profiles = len(await ProfileRepository(backend).eligible())
+    subscribers = await ProfileRepository(backend).eligible()
     return JSONResponse(
         {
             "source_date": day.isoformat(),
-            "profiles": profiles,
+            "profiles": len(subscribers.profiles),
+            "skipped_profiles": [asdict(skip) for skip in subscribers.skipped],
             "digests": sum(counts.values()),
             "by_status": counts,
         }
@@ -83,17 +85,24 @@ async def upsert_profile(request: Request) -> Response:
     except ValidationError as exc:
         raise ApiError(422, field_errors(exc)) from exc
     await ProfileRepository(app_state(request)["backend"]).upsert(profile)
-    return JSONResponse(profile.model_dump(), status_code=200)
+    return JSONResponse(profile.model_dump(mode="json"), status_code=200)
 
 
 async def list_profiles(request: Request) -> Response:
-    profiles = await ProfileRepository(app_state(request)["backend"]).all()
-    return JSONResponse({"items": [p.model_dump() for p in profiles]})
+    found = await ProfileRepository(app_state(request)["backend"]).all()
+    return JSONResponse(
+        {
+            "items": [p.model_dump(mode="json") for p in found.profiles],
+            "skipped": [asdict(skip) for skip in found.skipped],
+        }
+    )
 
 
 async def remove_profile(request: Request) -> Response:
-    if not await ProfileRepository(app_state(request)["backend"]).remove(
-        request.path_params["user_id"]
-    ):
+    try:
+        user_id = parse_user_id(request.path_params["user_id"])
+    except ValueError:
+        raise ApiError(404, "Profile not found") from None
+    if not await ProfileRepository(app_state(request)["backend"]).remove(user_id):
         raise ApiError(404, "Profile not found")
     return Response(status_code=204)

@@ -16,7 +16,7 @@ from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline.daily_sources import papers_for
 from shared import queue
 from shared.models import DEFAULT_CATEGORIES, DigestRequest, DigestTask
-from shared.profiles import Profile, ProfileRepository
+from shared.profiles import Profile, ProfileRepository, Skipped
 
 log = logging.getLogger("paperboy.daily")
 
@@ -62,14 +62,18 @@ def request_for(
 
 
 async def daily_run(ctx: WorkerContext, source_date_text: str) -> dict[str, int]:
-    """Create and queue one digest per eligible profile; existing ones are left alone."""
+    """Create and queue one digest per eligible profile; existing ones are left alone.
+
+    A subscriber row that cannot make a digest is skipped and logged; the others still run.
+    """
     settings = ctx["settings"]
     source_date = date.fromisoformat(source_date_text)
     # Fetch the day's papers once, up front, before the digests that share them start.
     await papers_for(ctx, source_date, DEFAULT_CATEGORIES)
-    profiles = await ProfileRepository(ctx["backend"]).eligible()
+    subscribers = await ProfileRepository(ctx["backend"]).eligible()
+    skipped = list(subscribers.skipped)
     created = 0
-    for index, profile in enumerate(profiles):
+    for index, profile in enumerate(subscribers.profiles):
         try:
             request = request_for(
                 profile,
@@ -78,9 +82,7 @@ async def daily_run(ctx: WorkerContext, source_date_text: str) -> dict[str, int]
                 allow_private=settings.callback_allow_private_networks,
             )
         except ValidationError as exc:
-            log.warning(
-                "profile skipped: %s", exc.errors()[0]["msg"], extra={"user_id": profile.user_id}
-            )
+            skipped.append(Skipped.invalid(profile.user_id, exc))
             continue
         task = DigestTask(
             task_id=daily_task_id(profile.user_id, source_date),
@@ -96,11 +98,22 @@ async def daily_run(ctx: WorkerContext, source_date_text: str) -> dict[str, int]
         await queue.enqueue_digest(
             ctx["redis"], task.task_id, defer=index * settings.daily_spread_seconds
         )
+    for skip in skipped:
+        log.warning(
+            "profile skipped",
+            extra={"user_id": skip.user_id, "reason": skip.reason, "source_date": source_date_text},
+        )
+    total = len(subscribers.profiles) + len(subscribers.skipped)
     log.info(
         "daily run queued digests",
-        extra={"queued": created, "profiles": len(profiles), "source_date": source_date_text},
+        extra={
+            "queued": created,
+            "profiles": total,
+            "skipped": len(skipped),
+            "source_date": source_date_text,
+        },
     )
-    return {"profiles": len(profiles), "created": created}
+    return {"profiles": total, "created": created, "skipped": len(skipped)}
 
 
 async def daily_cron(ctx: WorkerContext) -> bool:

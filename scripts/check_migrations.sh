@@ -38,15 +38,15 @@ done
 
 echo "smoke test"
 psql_db <<'SQL'
-insert into public.digest_tasks (task_id, status, request)
+insert into public.paperboy_digest_tasks (task_id, status, request)
 values ('smoke-1', 'pending', '{"user_id": "u1"}');
 select task_id, status, attempt, running, request->>'user_id' as user_id
-from public.digest_tasks where task_id = 'smoke-1';
+from public.paperboy_digest_tasks where task_id = 'smoke-1';
 SQL
 
-duplicate="insert into public.digest_tasks (task_id, status) values ('smoke-1', 'pending')"
+duplicate="insert into public.paperboy_digest_tasks (task_id, status) values ('smoke-1', 'pending')"
 if error="$(psql_db -c "$duplicate" 2>&1)"; then
-    echo "a second insert of the same task_id succeeded: digest_tasks has no primary key" >&2
+    echo "a second insert of the same task_id succeeded: paperboy_digest_tasks has no primary key" >&2
     exit 1
 elif [[ "$error" != *"duplicate key value violates unique constraint"* ]]; then
     echo "the second insert failed, but not on the key: $error" >&2

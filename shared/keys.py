@@ -35,12 +35,16 @@ def ratelimit_hold_key(name: str) -> str:
     return f"{RATELIMIT}{{{name}}}:hold"
 
 
-# state store tables
-DIGEST_TASKS = "digest_tasks"
-FETCH_TASKS = "fetch_tasks"
-DAILY_SOURCES = "daily_sources"
+# State store tables. The live Supabase project has `digest_tasks`, `fetch_tasks` and
+# `daily_sources` of the old service, with other columns and keys; Paperboy's own tables carry a
+# prefix so both sets live side by side and a rollback finds the old ones untouched
+# (docs/CUTOVER.md). `profiles` is the frontend's table, shared on purpose.
+TABLE_PREFIX = "paperboy_"
+DIGEST_TASKS = TABLE_PREFIX + "digest_tasks"
+FETCH_TASKS = TABLE_PREFIX + "fetch_tasks"
+DAILY_SOURCES = TABLE_PREFIX + "daily_sources"
+IDEMPOTENCY_KEYS = TABLE_PREFIX + "idempotency_keys"
 PROFILES = "profiles"
-IDEMPOTENCY_KEYS = "idempotency_keys"
 
 
 def digest_job_id(task_id: str) -> str:

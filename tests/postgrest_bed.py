@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from shared import keys
 from shared.store.base import TABLES
 from tests.support import ROOT, free_port, wait_until
 
@@ -285,6 +286,6 @@ class PostgrestBed:
             raise BedError(f"PostgREST exited with {self.process.returncode}:\n{self.log}")
         headers = {"apikey": self.service_key, "Authorization": f"Bearer {self.service_key}"}
         with contextlib.suppress(httpx.TransportError):
-            answer = httpx.get(f"{self.url}/rest/v1/digest_tasks?limit=0", headers=headers)
+            answer = httpx.get(f"{self.url}/rest/v1/{keys.DIGEST_TASKS}?limit=0", headers=headers)
             return answer.status_code == 200
         return False

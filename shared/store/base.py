@@ -40,7 +40,7 @@ TABLES = {
         ),
         Table(keys.FETCH_TASKS, ("task_id",), frozenset({"result", "categories"})),
         Table(keys.DAILY_SOURCES, ("source_date", "category"), frozenset({"items"})),
-        Table(keys.PROFILES, ("user_id",), bool_columns=frozenset({"removed"})),
+        Table(keys.PROFILES, ("user_id",)),
         Table(keys.IDEMPOTENCY_KEYS, ("key",)),
     )
 }

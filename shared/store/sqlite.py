@@ -8,16 +8,20 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from string import Template
 from typing import Any, TypeVar
 
+from shared import keys
 from shared.errors import StoreError, StoreRejectedError
 from shared.store.base import TABLES, Cond, Row, Table
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS digest_tasks (
-    task_id TEXT PRIMARY KEY,
+# The same tables and columns as supabase/migrations (tests/shared/test_schema.py holds them to
+# it), in SQLite's types: jsonb and timestamptz are TEXT, booleans are INTEGER 0/1.
+SCHEMA = Template("""
+CREATE TABLE IF NOT EXISTS $digest_tasks (
+    task_id TEXT PRIMARY KEY NOT NULL,
     status TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
     stage TEXT NOT NULL DEFAULT 'queued',
@@ -48,12 +52,13 @@ CREATE TABLE IF NOT EXISTS digest_tasks (
     started_at TEXT,
     finished_at TEXT
 );
-CREATE INDEX IF NOT EXISTS digest_tasks_status_created
-    ON digest_tasks (status, created_at DESC);
-CREATE INDEX IF NOT EXISTS digest_tasks_created ON digest_tasks (created_at DESC);
-CREATE INDEX IF NOT EXISTS digest_tasks_callback ON digest_tasks (callback_status);
-CREATE TABLE IF NOT EXISTS fetch_tasks (
-    task_id TEXT PRIMARY KEY,
+CREATE INDEX IF NOT EXISTS ${digest_tasks}_status_created
+    ON $digest_tasks (status, created_at DESC);
+CREATE INDEX IF NOT EXISTS ${digest_tasks}_created ON $digest_tasks (created_at DESC);
+CREATE INDEX IF NOT EXISTS ${digest_tasks}_callback ON $digest_tasks (callback_status);
+CREATE INDEX IF NOT EXISTS ${digest_tasks}_user ON $digest_tasks (user_id);
+CREATE TABLE IF NOT EXISTS $fetch_tasks (
+    task_id TEXT PRIMARY KEY NOT NULL,
     source_date TEXT NOT NULL,
     categories TEXT NOT NULL DEFAULT '[]',
     status TEXT NOT NULL,
@@ -72,7 +77,7 @@ CREATE TABLE IF NOT EXISTS fetch_tasks (
     started_at TEXT,
     finished_at TEXT
 );
-CREATE TABLE IF NOT EXISTS daily_sources (
+CREATE TABLE IF NOT EXISTS $daily_sources (
     source_date TEXT NOT NULL,
     category TEXT NOT NULL,
     items TEXT NOT NULL DEFAULT '[]',
@@ -80,24 +85,39 @@ CREATE TABLE IF NOT EXISTS daily_sources (
     fetched_at TEXT NOT NULL,
     PRIMARY KEY (source_date, category)
 );
-CREATE TABLE IF NOT EXISTS profiles (
-    user_id TEXT PRIMARY KEY,
-    email TEXT,
-    name TEXT NOT NULL,
-    title TEXT,
-    goals TEXT,
-    interests TEXT,
-    removed INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    key TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS $idempotency_keys (
+    key TEXT PRIMARY KEY NOT NULL,
     request_hash TEXT NOT NULL,
     task_id TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
-"""
+CREATE TABLE IF NOT EXISTS $profiles (
+    id TEXT PRIMARY KEY NOT NULL DEFAULT (
+        lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4'
+        || substr(lower(hex(randomblob(2))), 2) || '-'
+        || substr('89ab', 1 + abs(random()) % 4, 1) || substr(lower(hex(randomblob(2))), 2)
+        || '-' || lower(hex(randomblob(6)))
+    ),
+    user_id TEXT NOT NULL UNIQUE,
+    email TEXT,
+    name TEXT,
+    title TEXT,
+    goals TEXT,
+    interests TEXT,
+    remove TEXT,
+    task_id TEXT,
+    task_html TEXT,
+    started_at TEXT,
+    completed_at TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+""").substitute(
+    digest_tasks=keys.DIGEST_TASKS,
+    fetch_tasks=keys.FETCH_TASKS,
+    daily_sources=keys.DAILY_SOURCES,
+    idempotency_keys=keys.IDEMPOTENCY_KEYS,
+    profiles=keys.PROFILES,
+)
 
 _SQL_OPS = {"eq": "=", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 

@@ -1,6 +1,12 @@
 -- Paperboy state store. The service writes with the service-role key; nothing here is public.
+--
+-- It applies to an empty database and on top of the live project, where the old service's
+-- `digest_tasks`, `fetch_tasks` and `daily_sources` exist with other columns and keys. Paperboy
+-- never touches those: its own tables carry the `paperboy_` prefix (shared/keys.py), so the old
+-- service's statements keep working and a rollback finds its tables as it left them. The one table
+-- both use is the frontend's `profiles`. Every statement is safe to run twice (docs/CUTOVER.md).
 
-create table if not exists public.digest_tasks (
+create table if not exists public.paperboy_digest_tasks (
     task_id text primary key,
     status text not null
         check (status in ('pending', 'processing', 'completed', 'failed', 'cancelled')),
@@ -34,13 +40,15 @@ create table if not exists public.digest_tasks (
     started_at timestamptz,
     finished_at timestamptz
 );
-create index if not exists digest_tasks_status_created on public.digest_tasks (status, created_at desc);
-create index if not exists digest_tasks_created on public.digest_tasks (created_at desc);
-create index if not exists digest_tasks_callback on public.digest_tasks (callback_status)
-    where callback_status = 'pending';
-create index if not exists digest_tasks_user on public.digest_tasks (user_id);
+create index if not exists paperboy_digest_tasks_status_created
+    on public.paperboy_digest_tasks (status, created_at desc);
+create index if not exists paperboy_digest_tasks_created
+    on public.paperboy_digest_tasks (created_at desc);
+create index if not exists paperboy_digest_tasks_callback
+    on public.paperboy_digest_tasks (callback_status) where callback_status = 'pending';
+create index if not exists paperboy_digest_tasks_user on public.paperboy_digest_tasks (user_id);
 
-create table if not exists public.fetch_tasks (
+create table if not exists public.paperboy_fetch_tasks (
     task_id text primary key,
     source_date text not null,
     categories jsonb not null default '[]'::jsonb,
@@ -62,7 +70,7 @@ create table if not exists public.fetch_tasks (
     finished_at timestamptz
 );
 
-create table if not exists public.daily_sources (
+create table if not exists public.paperboy_daily_sources (
     source_date text not null,
     category text not null,
     items jsonb not null default '[]'::jsonb,
@@ -71,28 +79,41 @@ create table if not exists public.daily_sources (
     primary key (source_date, category)
 );
 
--- Owned by the application; Paperboy reads it for the daily run and offers admin upserts.
-create table if not exists public.profiles (
-    user_id text primary key,
-    email text,
-    name text not null,
-    title text,
-    goals text,
-    interests text,
-    removed boolean not null default false,
-    created_at timestamptz not null default now(),
-    updated_at timestamptz not null default now()
-);
-
-create table if not exists public.idempotency_keys (
+create table if not exists public.paperboy_idempotency_keys (
     key text primary key,
     request_hash text not null,
     task_id text not null,
     created_at timestamptz not null default now()
 );
 
-alter table public.digest_tasks enable row level security;
-alter table public.fetch_tasks enable row level security;
-alter table public.daily_sources enable row level security;
+-- The frontend's subscribers, as the live project has them. On the live project the table exists
+-- and this statement does nothing; on an empty database it makes the same shape
+-- (gen_random_uuid() is built into PostgreSQL 13 and later).
+create table if not exists public.profiles (
+    id uuid primary key default gen_random_uuid(),
+    user_id uuid not null unique,
+    email text,
+    name text,
+    title text,
+    goals text,
+    interests text,
+    remove timestamptz,
+    task_id text,
+    task_html text,
+    started_at timestamptz,
+    completed_at timestamptz,
+    created_at timestamptz not null default now()
+);
+-- The daily run writes back the last digest, as the old service did. The live table has these
+-- columns; adding them only where missing leaves the frontend's own columns as they are.
+alter table public.profiles
+    add column if not exists task_id text,
+    add column if not exists task_html text,
+    add column if not exists started_at timestamptz,
+    add column if not exists completed_at timestamptz;
+
+alter table public.paperboy_digest_tasks enable row level security;
+alter table public.paperboy_fetch_tasks enable row level security;
+alter table public.paperboy_daily_sources enable row level security;
+alter table public.paperboy_idempotency_keys enable row level security;
 alter table public.profiles enable row level security;
-alter table public.idempotency_keys enable row level security;

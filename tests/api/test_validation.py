@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from paperboy_api.app import create_app
+from shared import keys
 from shared.settings import ApiSettings
 from tests.support import API_KEY, SESSION_SECRET, digest_body
 
@@ -33,7 +34,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 def task_count(tmp_path: Path) -> int:
     with sqlite3.connect(tmp_path / "api.db") as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM digest_tasks").fetchone()[0])
+        return int(conn.execute(f"SELECT COUNT(*) FROM {keys.DIGEST_TASKS}").fetchone()[0])
 
 
 def with_user(**fields: Any) -> dict[str, Any]:

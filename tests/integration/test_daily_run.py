@@ -14,6 +14,11 @@ from tests.support import wait_until
 pytestmark = pytest.mark.integration
 
 DAY = "2026-11-22"
+REMOVED = "2026-11-20T08:00:00+00:00"
+
+
+def user(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
 
 
 def test_daily_run_creates_one_digest_and_one_callback_per_profile(
@@ -33,14 +38,17 @@ def test_daily_run_creates_one_digest_and_one_callback_per_profile(
     stack = start_api(env)
     for index in range(25):
         profile = {
-            "user_id": f"user-{index:02d}",
+            "user_id": user(index),
             "name": f"Reader {index}",
             "goals": "retrieval-augmented generation and language model agents",
+            "interests": "AI policy",
         }
         assert stack.client.post("/admin/profiles", json=profile).status_code == 200
-    removed = {"user_id": "gone", "name": "Gone", "goals": "graphs"}
-    stack.client.post("/admin/profiles", json=removed)
-    assert stack.client.delete("/admin/profiles/gone").status_code == 204
+    gone = {"user_id": user(99), "name": "Gone", "goals": "graphs"}
+    stack.client.post("/admin/profiles", json=gone)
+    assert stack.client.delete(f"/admin/profiles/{user(99)}").status_code == 204
+    unsubscribed = {"user_id": user(98), "name": "Left", "goals": "graphs", "remove": REMOVED}
+    assert stack.client.post("/admin/profiles", json=unsubscribed).status_code == 200
 
     def trigger() -> int:
         return stack.client.post("/admin/orchestration/run", json={"source_date": DAY}).status_code
@@ -64,4 +72,7 @@ def test_daily_run_creates_one_digest_and_one_callback_per_profile(
     assert len({d.json["task_id"] for d in receiver.deliveries}) == 25
     listed = stack.client.get("/admin/tasks", params={"limit": "200"}).json()["items"]
     assert len(listed) == 25
-    assert {item["user_id"] for item in listed} == {f"user-{i:02d}" for i in range(25)}
+    assert {item["user_id"] for item in listed} == {user(i) for i in range(25)}
+    profiles = stack.client.get("/admin/profiles").json()
+    assert len(profiles["items"]) == 27 and profiles["skipped"] == []
+    assert sum(p["remove"] is not None for p in profiles["items"]) == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared import keys
 from tests.conftest import Proc, Receiver, Stack, base_env
 from tests.postgrest_bed import PostgrestBed
 from tests.support import digest_body, wait_until
@@ -53,7 +54,7 @@ def test_a_digest_completes_with_its_callback_on_supabase(
 def read_task(bed: PostgrestBed, task_id: str) -> dict[str, object]:
     headers = {"apikey": bed.service_key, "Authorization": f"Bearer {bed.service_key}"}
     answer = httpx.get(
-        f"{bed.url}/rest/v1/digest_tasks",
+        f"{bed.url}/rest/v1/{keys.DIGEST_TASKS}",
         params={"task_id": f"eq.{task_id}", "select": "status,callback_status,attempt"},
         headers=headers,
     )

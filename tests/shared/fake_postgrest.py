@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ Prefer = dict[str, str]
 Response = httpx.Response
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
-TYPES = ("double precision", "timestamptz", "integer", "boolean", "jsonb", "text")
+TYPES = ("double precision", "timestamptz", "integer", "boolean", "jsonb", "text", "uuid")
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "neq": lambda a, b: a != b,
@@ -120,6 +121,8 @@ def _column(part: str) -> Column | None:
 def _default(type_: str, literal: str) -> Callable[[], Any]:
     if literal == "now()":
         return lambda: pg_timestamp(datetime.now(UTC).isoformat())
+    if literal == "gen_random_uuid()":
+        return lambda: str(uuid.uuid4())
     if literal.endswith("::jsonb"):
         return lambda: json.loads(literal[1:-8])
     if literal.startswith("'"):
@@ -159,12 +162,21 @@ def stored(column: Column, value: Any) -> Any:
             raise _invalid(column, value)
         return value
     text = value if isinstance(value, str) else json.dumps(value)
+    if column.type == "uuid":
+        return _uuid(column, text)
     if column.type == "timestamptz":
         try:
             return pg_timestamp(text)
         except ValueError:
             raise _invalid(column, value) from None
     return text
+
+
+def _uuid(column: Column, text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise _invalid(column, text) from None
 
 
 def comparable(column: Column, value: Any) -> Any:
@@ -186,7 +198,7 @@ def operand(column: Column, text: str) -> Any:
         raise _invalid(column, text) from None
     if column.type == "jsonb":
         raise unsupported("filters on jsonb columns")
-    return text
+    return _uuid(column, text) if column.type == "uuid" else text
 
 
 def in_list(text: str) -> list[str]:
@@ -325,9 +337,12 @@ def parse_prefer(request: httpx.Request) -> dict[str, str]:
 class FakePostgrest:
     """`with FakePostgrest().mocked() as fake:` routes `<url>/rest/v1/...` here via respx."""
 
-    def __init__(self, url: str = "http://supabase.test", key: str = "service-key") -> None:
+    def __init__(
+        self, url: str = "http://supabase.test", key: str = "service-key", max_rows: int = 1000
+    ) -> None:
         self.url = url.rstrip("/")
         self.key = key
+        self.max_rows = max_rows  # Supabase's `max-rows`: a longer answer is cut without a word
         self.schema = load_schema()
         self.tables: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in self.schema}
         self.requests: list[httpx.Request] = []
@@ -397,7 +412,8 @@ class FakePostgrest:
     def _get(self, request: httpx.Request, table: str, query: Query, prefer: Prefer) -> Response:
         rows = self._sorted(table, self._matching(table, query), query.order)
         total = len(rows)
-        rows = rows[: query.limit] if query.limit is not None else rows
+        limit = self.max_rows if query.limit is None else min(query.limit, self.max_rows)
+        rows = rows[:limit]
         counted = prefer.get("count") == "exact"
         span = f"0-{len(rows) - 1}" if rows else "*"
         headers = {"Content-Range": f"{span}/{total if counted else '*'}"}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from shared import keys
 from shared.errors import StoreError
 from shared.store.base import Backend, Cond
 
@@ -36,9 +37,9 @@ def digest(task_id: str, **fields: object) -> dict[str, object]:
 
 
 async def test_insert_then_get_round_trips_json_and_bool_columns(backend: Backend) -> None:
-    assert await backend.insert("digest_tasks", digest("t1")) is True
+    assert await backend.insert(keys.DIGEST_TASKS, digest("t1")) is True
 
-    row = await backend.get("digest_tasks", {"task_id": "t1"})
+    row = await backend.get(keys.DIGEST_TASKS, {"task_id": "t1"})
 
     assert row is not None
     assert row["request"] == {"user_id": "u1", "categories": ["cs.AI"], "options": {"depth": 2}}
@@ -47,35 +48,35 @@ async def test_insert_then_get_round_trips_json_and_bool_columns(backend: Backen
     assert row["running"] is False
     assert row["degraded"] is True
     assert row["created_at"] == CREATED
-    assert await backend.get("digest_tasks", {"task_id": "missing"}) is None
+    assert await backend.get(keys.DIGEST_TASKS, {"task_id": "missing"}) is None
 
 
 async def test_composite_key_round_trips(backend: Backend) -> None:
     items = [{"id": "2611.00001", "title": "Paper"}]
     for category in ("cs.AI", "cs.CL"):
         source = {"source_date": "2026-11-23", "category": category, "items": items}
-        assert await backend.insert("daily_sources", {**source, "fetched_at": CREATED})
+        assert await backend.insert(keys.DAILY_SOURCES, {**source, "fetched_at": CREATED})
 
-    row = await backend.get("daily_sources", {"source_date": "2026-11-23", "category": "cs.CL"})
+    row = await backend.get(keys.DAILY_SOURCES, {"source_date": "2026-11-23", "category": "cs.CL"})
 
     assert row is not None
     assert (row["category"], row["items"]) == ("cs.CL", items)
 
 
 async def test_duplicate_insert_returns_false_and_keeps_the_first_row(backend: Backend) -> None:
-    assert await backend.insert("digest_tasks", digest("t1", message="first"))
+    assert await backend.insert(keys.DIGEST_TASKS, digest("t1", message="first"))
 
-    assert await backend.insert("digest_tasks", digest("t1", message="second")) is False
+    assert await backend.insert(keys.DIGEST_TASKS, digest("t1", message="second")) is False
 
-    row = await backend.get("digest_tasks", {"task_id": "t1"})
+    row = await backend.get(keys.DIGEST_TASKS, {"task_id": "t1"})
     assert row is not None and row["message"] == "first"
 
 
 async def test_update_applies_when_every_condition_holds(backend: Backend) -> None:
-    await backend.insert("digest_tasks", digest("t1"))
+    await backend.insert(keys.DIGEST_TASKS, digest("t1"))
 
     row = await backend.update(
-        "digest_tasks",
+        keys.DIGEST_TASKS,
         {"task_id": "t1"},
         {"status": "processing", "attempt": 2, "running": True, "usage": {"cost": 1.5}},
         [Cond("attempt", "eq", 1), Cond("status", "in", ("pending", "processing"))],
@@ -84,7 +85,7 @@ async def test_update_applies_when_every_condition_holds(backend: Backend) -> No
     assert row is not None
     assert (row["status"], row["attempt"], row["running"]) == ("processing", 2, True)
     assert row["usage"] == {"cost": 1.5}
-    assert await backend.get("digest_tasks", {"task_id": "t1"}) == row
+    assert await backend.get(keys.DIGEST_TASKS, {"task_id": "t1"}) == row
 
 
 @pytest.mark.parametrize(
@@ -95,35 +96,37 @@ async def test_update_applies_when_every_condition_holds(backend: Backend) -> No
 async def test_update_with_a_failing_condition_changes_nothing(
     backend: Backend, condition: Cond
 ) -> None:
-    await backend.insert("digest_tasks", digest("t1"))
-    before = await backend.get("digest_tasks", {"task_id": "t1"})
+    await backend.insert(keys.DIGEST_TASKS, digest("t1"))
+    before = await backend.get(keys.DIGEST_TASKS, {"task_id": "t1"})
 
     row = await backend.update(
-        "digest_tasks", {"task_id": "t1"}, {"status": "completed"}, [condition]
+        keys.DIGEST_TASKS, {"task_id": "t1"}, {"status": "completed"}, [condition]
     )
 
     assert row is None
-    assert await backend.get("digest_tasks", {"task_id": "t1"}) == before
+    assert await backend.get(keys.DIGEST_TASKS, {"task_id": "t1"}) == before
 
 
 async def test_update_of_a_missing_key_returns_none(backend: Backend) -> None:
-    assert await backend.update("digest_tasks", {"task_id": "nope"}, {"status": "failed"}) is None
+    assert (
+        await backend.update(keys.DIGEST_TASKS, {"task_id": "nope"}, {"status": "failed"}) is None
+    )
 
 
 async def test_upsert_inserts_then_merges(backend: Backend) -> None:
     key = {"source_date": "2026-11-23", "category": "cs.AI"}
     await backend.upsert(
-        "daily_sources", {**key, "items": [1], "item_count": 1, "fetched_at": CREATED}
+        keys.DAILY_SOURCES, {**key, "items": [1], "item_count": 1, "fetched_at": CREATED}
     )
 
     later = "2026-11-23T11:00:00+00:00"
-    await backend.upsert("daily_sources", {**key, "items": [1, 2], "fetched_at": later})
+    await backend.upsert(keys.DAILY_SOURCES, {**key, "items": [1, 2], "fetched_at": later})
 
-    row = await backend.get("daily_sources", key)
+    row = await backend.get(keys.DAILY_SOURCES, key)
     assert row is not None
     # Only the columns given are merged: item_count keeps its value.
     assert (row["items"], row["item_count"], row["fetched_at"]) == ([1, 2], 1, later)
-    assert await backend.count("daily_sources") == 1
+    assert await backend.count(keys.DAILY_SOURCES) == 1
 
 
 async def test_select_filters_orders_and_limits(backend: Backend) -> None:
@@ -131,11 +134,11 @@ async def test_select_filters_orders_and_limits(backend: Backend) -> None:
         created = f"2026-11-23T10:0{n}:00+00:00"
         done = None if status == "pending" else created
         await backend.insert(
-            "digest_tasks", digest(f"t{n}", status=status, created_at=created, finished_at=done)
+            keys.DIGEST_TASKS, digest(f"t{n}", status=status, created_at=created, finished_at=done)
         )
 
     newest = await backend.select(
-        "digest_tasks",
+        keys.DIGEST_TASKS,
         [
             Cond("status", "in", ("pending", "failed")),
             Cond("created_at", "gte", "2026-11-23T10:01:00+00:00"),
@@ -145,12 +148,12 @@ async def test_select_filters_orders_and_limits(backend: Backend) -> None:
         limit=2,
         columns=["task_id", "status"],
     )
-    oldest = await backend.select("digest_tasks", order_by="created_at", limit=1)
-    unfinished = await backend.select("digest_tasks", [Cond("finished_at", "is_null", True)])
-    finished = await backend.select("digest_tasks", [Cond("finished_at", "is_null", False)])
-    not_pending = await backend.select("digest_tasks", [Cond("status", "neq", "pending")])
+    oldest = await backend.select(keys.DIGEST_TASKS, order_by="created_at", limit=1)
+    unfinished = await backend.select(keys.DIGEST_TASKS, [Cond("finished_at", "is_null", True)])
+    finished = await backend.select(keys.DIGEST_TASKS, [Cond("finished_at", "is_null", False)])
+    not_pending = await backend.select(keys.DIGEST_TASKS, [Cond("status", "neq", "pending")])
     before_t2 = Cond("created_at", "lt", "2026-11-23T10:02:00+00:00")
-    earlier = await backend.select("digest_tasks", [before_t2])
+    earlier = await backend.select(keys.DIGEST_TASKS, [before_t2])
 
     assert newest == [
         {"task_id": "t4", "status": "pending"},
@@ -167,33 +170,35 @@ async def test_select_filters_orders_and_limits(backend: Backend) -> None:
 async def test_in_values_with_reserved_characters(backend: Backend) -> None:
     odd = ["a,b", 'c"d', "e(f)", "g\\h", "i j"]
     for task_id in [*odd, "plain"]:
-        await backend.insert("digest_tasks", digest(task_id))
+        await backend.insert(keys.DIGEST_TASKS, digest(task_id))
 
-    rows = await backend.select("digest_tasks", [Cond("task_id", "in", odd)], columns=["task_id"])
+    rows = await backend.select(
+        keys.DIGEST_TASKS, [Cond("task_id", "in", odd)], columns=["task_id"]
+    )
 
     assert sorted(row["task_id"] for row in rows) == sorted(odd)
 
 
 async def test_count(backend: Backend) -> None:
-    assert await backend.count("digest_tasks") == 0
+    assert await backend.count(keys.DIGEST_TASKS) == 0
     for n, status in enumerate(["pending", "failed", "pending"]):
-        await backend.insert("digest_tasks", digest(f"t{n}", status=status))
+        await backend.insert(keys.DIGEST_TASKS, digest(f"t{n}", status=status))
 
-    assert await backend.count("digest_tasks") == 3
-    assert await backend.count("digest_tasks", [Cond("status", "eq", "pending")]) == 2
-    assert await backend.count("digest_tasks", [Cond("status", "in", ())]) == 0
+    assert await backend.count(keys.DIGEST_TASKS) == 3
+    assert await backend.count(keys.DIGEST_TASKS, [Cond("status", "eq", "pending")]) == 2
+    assert await backend.count(keys.DIGEST_TASKS, [Cond("status", "in", ())]) == 0
 
 
 async def test_delete_with_and_without_conditions(backend: Backend) -> None:
-    await backend.insert("digest_tasks", digest("t1"))
-    await backend.insert("digest_tasks", digest("t2"))
+    await backend.insert(keys.DIGEST_TASKS, digest("t1"))
+    await backend.insert(keys.DIGEST_TASKS, digest("t2"))
 
     t1 = {"task_id": "t1"}
-    assert await backend.delete("digest_tasks", t1, [Cond("status", "eq", "failed")]) is False
-    assert await backend.delete("digest_tasks", t1, [Cond("status", "eq", "pending")]) is True
-    assert await backend.delete("digest_tasks", {"task_id": "t2"}) is True
-    assert await backend.delete("digest_tasks", {"task_id": "t2"}) is False
-    assert await backend.count("digest_tasks") == 0
+    assert await backend.delete(keys.DIGEST_TASKS, t1, [Cond("status", "eq", "failed")]) is False
+    assert await backend.delete(keys.DIGEST_TASKS, t1, [Cond("status", "eq", "pending")]) is True
+    assert await backend.delete(keys.DIGEST_TASKS, {"task_id": "t2"}) is True
+    assert await backend.delete(keys.DIGEST_TASKS, {"task_id": "t2"}) is False
+    assert await backend.count(keys.DIGEST_TASKS) == 0
 
 
 async def test_ping(backend: Backend) -> None:
@@ -206,11 +211,11 @@ async def test_ping(backend: Backend) -> None:
 async def test_conditional_update_is_one_filtered_patch(
     supabase_backend: Backend, fake_postgrest: FakePostgrest
 ) -> None:
-    await supabase_backend.insert("digest_tasks", digest("t1"))
+    await supabase_backend.insert(keys.DIGEST_TASKS, digest("t1"))
     fake_postgrest.requests.clear()
 
     row = await supabase_backend.update(
-        "digest_tasks",
+        keys.DIGEST_TASKS,
         {"task_id": "t1"},
         {"status": "processing", "attempt": 2},
         [Cond("attempt", "eq", 1), Cond("status", "in", ("pending", "processing"))],
@@ -219,7 +224,7 @@ async def test_conditional_update_is_one_filtered_patch(
     assert row is not None
     [request] = fake_postgrest.requests
     assert request.method == "PATCH"
-    assert request.url.path == "/rest/v1/digest_tasks"
+    assert request.url.path == f"/rest/v1/{keys.DIGEST_TASKS}"
     assert request.url.params.multi_items() == [
         ("task_id", "eq.t1"),
         ("attempt", "eq.1"),
@@ -232,8 +237,10 @@ async def test_conditional_update_is_one_filtered_patch(
 async def test_insert_is_one_upsert_that_ignores_duplicates(
     supabase_backend: Backend, fake_postgrest: FakePostgrest
 ) -> None:
-    assert await supabase_backend.insert("daily_sources", {"source_date": "d", "category": "c"})
-    assert not await supabase_backend.insert("daily_sources", {"source_date": "d", "category": "c"})
+    assert await supabase_backend.insert(keys.DAILY_SOURCES, {"source_date": "d", "category": "c"})
+    assert not await supabase_backend.insert(
+        keys.DAILY_SOURCES, {"source_date": "d", "category": "c"}
+    )
 
     first, second = fake_postgrest.requests
     assert first.method == second.method == "POST"
@@ -250,9 +257,9 @@ async def test_insert_is_one_upsert_that_ignores_duplicates(
 async def test_reads_send_the_expected_queries(
     supabase_backend: Backend, fake_postgrest: FakePostgrest
 ) -> None:
-    await supabase_backend.count("digest_tasks", [Cond("finished_at", "is_null", False)])
+    await supabase_backend.count(keys.DIGEST_TASKS, [Cond("finished_at", "is_null", False)])
     await supabase_backend.select(
-        "digest_tasks", [Cond("worker_id", "is_null", True)], order_by="created_at", limit=5
+        keys.DIGEST_TASKS, [Cond("worker_id", "is_null", True)], order_by="created_at", limit=5
     )
     await supabase_backend.ping()
 
@@ -266,7 +273,7 @@ async def test_reads_send_the_expected_queries(
         ("order", "created_at.asc"),
         ("limit", "5"),
     ]
-    assert (ping.method, ping.url.path) == ("GET", "/rest/v1/digest_tasks")
+    assert (ping.method, ping.url.path) == ("GET", f"/rest/v1/{keys.DIGEST_TASKS}")
     assert ping.url.params.multi_items() == [("select", "task_id"), ("limit", "1")]
 
 
@@ -275,11 +282,13 @@ async def test_an_unavailable_api_raises_store_error(
 ) -> None:
     fake_postgrest.fail_with(503, {"message": "upstream unavailable"})
 
-    with pytest.raises(StoreError, match="update on digest_tasks failed: upstream unavailable"):
-        await supabase_backend.update("digest_tasks", {"task_id": "t1"}, {"status": "failed"})
+    with pytest.raises(
+        StoreError, match="update on paperboy_digest_tasks failed: upstream unavailable"
+    ):
+        await supabase_backend.update(keys.DIGEST_TASKS, {"task_id": "t1"}, {"status": "failed"})
     fake_postgrest.fail_with(503)  # a gateway answer: no PostgREST JSON body
     with pytest.raises(
-        StoreError, match=r"select on digest_tasks failed \[503\]: Service Unavailable"
+        StoreError, match=r"select on paperboy_digest_tasks failed \[503\]: Service Unavailable"
     ):
         await supabase_backend.ping()
 
@@ -291,16 +300,16 @@ async def test_a_network_failure_raises_store_error(
 ) -> None:
     fake_postgrest.refuse_connections()
 
-    with pytest.raises(StoreError, match="insert on digest_tasks failed: ConnectError"):
-        await supabase_backend.insert("digest_tasks", digest("t1"))
+    with pytest.raises(StoreError, match="insert on paperboy_digest_tasks failed: ConnectError"):
+        await supabase_backend.insert(keys.DIGEST_TASKS, digest("t1"))
 
 
 async def test_the_fake_rejects_what_it_does_not_understand(fake_postgrest: FakePostgrest) -> None:
     headers = {"apikey": "service-key", "authorization": "Bearer service-key"}
     async with httpx.AsyncClient(base_url="http://supabase.test/rest/v1", headers=headers) as http:
-        like = await http.get("/digest_tasks", params={"status": "like.pend*"})
-        unknown = await http.get("/digest_tasks", params={"nope": "eq.1"})
-        unfiltered = await http.patch("/digest_tasks", json={"status": "failed"})
+        like = await http.get(f"/{keys.DIGEST_TASKS}", params={"status": "like.pend*"})
+        unknown = await http.get(f"/{keys.DIGEST_TASKS}", params={"nope": "eq.1"})
+        unfiltered = await http.patch(f"/{keys.DIGEST_TASKS}", json={"status": "failed"})
 
     assert like.status_code == 400 and "like" in like.json()["message"]
     assert (unknown.status_code, unknown.json()["code"]) == (400, "42703")
@@ -315,16 +324,16 @@ async def test_row_level_security_hides_the_store_from_the_anon_key(
 ) -> None:
     from shared.store.supabase import SupabaseBackend  # noqa: PLC0415 - a heavy import
 
-    await postgrest_backend.insert("digest_tasks", digest("t1"))
+    await postgrest_backend.insert(keys.DIGEST_TASKS, digest("t1"))
     anon = SupabaseBackend(empty_postgrest.url, empty_postgrest.anon_key)
     await anon.open()
     try:
-        assert await anon.select("digest_tasks") == []
+        assert await anon.select(keys.DIGEST_TASKS) == []
         with pytest.raises(StoreError, match=r"\[42501\].*row-level security"):
-            await anon.insert("digest_tasks", digest("t2"))
+            await anon.insert(keys.DIGEST_TASKS, digest("t2"))
     finally:
         await anon.close()
-    assert await postgrest_backend.count("digest_tasks") == 1
+    assert await postgrest_backend.count(keys.DIGEST_TASKS) == 1
 
 
 async def test_the_gateway_turns_away_an_unknown_key(empty_postgrest: PostgrestBed) -> None:

@@ -1,10 +1,22 @@
-"""The daily slot and its catch-up, with a controlled clock."""
+"""The daily slot and its catch-up, with a controlled clock, and the fan-out over subscribers."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
-from paperboy_worker.daily import daily_task_id, last_slot, missed_source_date
+import httpx
+import pytest
+from arq.connections import ArqRedis
+
+from paperboy_worker.daily import daily_run, daily_task_id, last_slot, missed_source_date
+from shared import keys
+from shared.logs import extra_fields
+from shared.settings import Settings
+from shared.store.sqlite import SqliteBackend
+from shared.tasks import TaskRepository
 
 SLOT = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)
 
@@ -37,3 +49,50 @@ def test_task_ids_are_derived_from_user_and_date() -> None:
     assert daily_task_id("u1", day) == daily_task_id("u1", day)
     assert daily_task_id("u1", day) != daily_task_id("u2", day)
     assert daily_task_id("u1", day) != daily_task_id("u1", date(2026, 11, 20))
+
+
+@pytest.fixture
+async def ctx(tmp_path: Path, redis_url: str) -> AsyncIterator[dict[str, Any]]:
+    backend = SqliteBackend(tmp_path / "store.db")
+    await backend.open()
+    redis = ArqRedis.from_url(redis_url)  # the run queues with arq's Lua: a real Redis
+    http = httpx.AsyncClient()
+    settings = Settings(daily_spread_seconds=0)
+    yield {
+        "settings": settings,
+        "backend": backend,
+        "tasks": TaskRepository(backend),
+        "redis": redis,
+        "http": http,
+    }
+    await http.aclose()
+    await redis.aclose()
+    await backend.close()
+
+
+def subscriber(n: int, **fields: object) -> dict[str, object]:
+    user_id = f"00000000-0000-4000-8000-{n:012d}"
+    return {"user_id": user_id, "email": f"u{n}@example.com", "name": f"U{n}", **fields}
+
+
+async def test_a_malformed_profile_is_skipped_and_reported_and_the_others_run(
+    ctx: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = ctx["backend"]
+    await backend.insert(keys.PROFILES, subscriber(1, goals="graphs", interests="AI policy"))
+    await backend.insert(keys.PROFILES, subscriber(2, goals="graphs", name=None))
+    await backend.insert(keys.PROFILES, subscriber(3, goals="agents"))
+    await backend.insert(keys.PROFILES, subscriber(4, goals="agents", remove="2026-11-20"))
+
+    summary = await daily_run(ctx, "2026-11-19")  # type: ignore[arg-type]
+
+    assert summary == {"profiles": 3, "created": 2, "skipped": 1}
+    tasks = await backend.select(keys.DIGEST_TASKS, order_by="user_id")
+    assert [t["user_id"] for t in tasks] == [subscriber(1)["user_id"], subscriber(3)["user_id"]]
+    assert tasks[0]["request"]["user_info"]["news_interest"] == "AI policy"
+    [skip] = [r for r in caplog.records if r.getMessage() == "profile skipped"]
+    assert extra_fields(skip) == {
+        "user_id": subscriber(2)["user_id"],
+        "reason": "name: Input should be a valid string",
+        "source_date": "2026-11-19",
+    }
