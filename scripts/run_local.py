@@ -2,6 +2,7 @@
 
 Redis at REDIS_URL, or a local redis-server (append-only, data under ./var) when none answers;
 the API on :8080, one worker, the SQLite store, the offline LLM and the bundled sample sources.
+With no EMAIL_PROVIDER, a local SMTP sink takes the mail and keeps each message in var/mail/.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,13 +20,17 @@ from pathlib import Path
 
 import httpx
 import redis
+from aiosmtpd.controller import Controller
+from mail_sink import start_sink  # run as a script, scripts/ is on the path
 
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 BIN = Path(sys.executable).parent
+MAIL = VAR / "mail"
 LOCAL_REDIS_PORT = 6390
+LOCAL_SENDER = "Paperboy <paperboy@localhost>"
 
 PROFILE = {
     "user_info": {
@@ -68,6 +74,28 @@ def start_redis(children: list[subprocess.Popen[bytes]]) -> str:
         time.sleep(0.1)
     print(f"started redis-server on :{LOCAL_REDIS_PORT} (append-only, data in {data})")
     return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_mail_sink(settings: Settings) -> tuple[Controller | None, dict[str, str]]:
+    """With no provider configured, a sink on a free port and the settings that point at it."""
+    if settings.email_provider != "none":
+        return None, {}
+    port = free_port()
+    sink = start_sink(MAIL, port)
+    print(f"no EMAIL_PROVIDER: SMTP sink on 127.0.0.1:{port} keeps every message in {MAIL}/")
+    return sink, {
+        "EMAIL_PROVIDER": "smtp",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "SMTP_STARTTLS": "false",
+        "EMAIL_FROM": LOCAL_SENDER,
+    }
 
 
 def wait_for(url: str, timeout: float) -> None:
@@ -116,12 +144,14 @@ def main() -> None:
 
     VAR.mkdir(exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
+    sink: Controller | None = None
     try:
         settings = load_settings()  # REDIS_URL and API_KEY, from the environment or .env
         redis_url = settings.redis_url
         if not redis_answers(redis_url):
             redis_url = start_redis(children)
         api_key = settings.api_key.get_secret_value()
+        sink, mail_env = start_mail_sink(settings)
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -131,6 +161,7 @@ def main() -> None:
             "LLM_PROVIDER": "offline",
             "SOURCE_MODE": "sample",
             "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+            **mail_env,
         }
         base = f"http://127.0.0.1:{args.port}"
         children.append(
@@ -154,6 +185,8 @@ def main() -> None:
         )
         wait_for(f"{base}/health", 30)
         print(f"API on {base} (API key {api_key}), one worker, Redis at {redis_url}")
+        if sink is not None:
+            print(f"  mail sent by the stack: {MAIL}/ (.eml as received, .html to open)")
         generate(base, api_key)
         if not args.once:
             print("stack is up; Ctrl-C to stop")
@@ -170,6 +203,8 @@ def main() -> None:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if sink is not None:  # after the worker, which may be sending as it stops
+            sink.stop()
 
 
 if __name__ == "__main__":
