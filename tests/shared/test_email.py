@@ -218,6 +218,7 @@ class Stalling:
     """HTTP on 127.0.0.1 that reads each request in full, then stalls or hangs up."""
 
     hang_up: bool = False
+    read: bool = True
     port: int = 0
     bodies: list[bytes] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -227,6 +228,10 @@ class Stalling:
         task = asyncio.current_task()
         assert task is not None
         self.handlers.add(task)
+        if not self.read:
+            await self.release.wait()
+            writer.close()
+            return
         head = await reader.readuntil(b"\r\n\r\n")
         length = re.search(rb"(?i)content-length: *(\d+)", head)
         assert length is not None
@@ -267,6 +272,16 @@ async def test_resend_connection_dropped_after_sending_is_ambiguous(
     )
     assert isinstance(outcome, Ambiguous)
     assert len(stalling.bodies) == 1
+
+
+async def test_resend_body_left_unwritten_is_retryable(
+    http: httpx.AsyncClient, stalling: Stalling
+) -> None:
+    stalling.read = False  # loopback buffers fill up long before 32 MB
+    mailer = ResendMailer(http, f"http://127.0.0.1:{stalling.port}", API_KEY, timeout=0.5)
+    outcome = await mailer.send(a_digest(html="x" * 32_000_000))
+    assert isinstance(outcome, Retryable)
+    assert "WriteTimeout" in outcome.reason
 
 
 # SMTP, against a real aiosmtpd server in this process
