@@ -23,7 +23,7 @@ import redis
 from aiosmtpd.controller import Controller
 from mail_sink import start_sink  # run as a script, scripts/ is on the path
 
-from shared.settings import Settings, load_settings
+from shared.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -82,9 +82,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_mail_sink(settings: Settings) -> tuple[Controller | None, dict[str, str]]:
+def start_mail_sink(provider: str) -> tuple[Controller | None, dict[str, str]]:
     """With no provider configured, a sink on a free port and the settings that point at it."""
-    if settings.email_provider != "none":
+    if provider != "none":
         return None, {}
     port = free_port()
     sink = start_sink(MAIL, port)
@@ -151,7 +151,7 @@ def main() -> None:
         if not redis_answers(redis_url):
             redis_url = start_redis(children)
         api_key = settings.api_key.get_secret_value()
-        sink, mail_env = start_mail_sink(settings)
+        sink, mail_env = start_mail_sink(settings.email_provider)
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -185,9 +185,9 @@ def main() -> None:
         )
         wait_for(f"{base}/health", 30)
         print(f"API on {base} (API key {api_key}), one worker, Redis at {redis_url}")
+        generate(base, api_key)
         if sink is not None:
             print(f"  mail sent by the stack: {MAIL}/ (.eml as received, .html to open)")
-        generate(base, api_key)
         if not args.once:
             print("stack is up; Ctrl-C to stop")
             signal.signal(signal.SIGTERM, _interrupt)
