@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 BIN = Path(sys.executable).parent
 MAIL = VAR / "mail"
-LOCAL_REDIS_PORT = 6390
 LOCAL_SENDER = "Paperboy <paperboy@localhost>"
+LOCAL_REDIS_PORT = 6390
 
 PROFILE = {
     "user_info": {
