@@ -2,6 +2,7 @@
 
 Redis at REDIS_URL, or a local redis-server (append-only, data under ./var) when none answers;
 the API on :8080, one worker, the SQLite store, the offline LLM and the bundled sample sources.
+With no EMAIL_PROVIDER, a local SMTP sink takes the mail and keeps each message in var/mail/.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import redis
+from aiosmtpd.controller import Controller
+from mail_sink import start_sink  # run as a script, scripts/ is on the path
 
 from shared.settings import ApiSettings, load_settings
 
@@ -26,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 SECRETS = VAR / "secrets"
 BIN = Path(sys.executable).parent
+MAIL = VAR / "mail"
+LOCAL_SENDER = "Paperboy <paperboy@localhost>"
 LOCAL_REDIS_PORT = 6390
 # The API's serving options, as in fly.toml and the Dockerfile: the protocol caps request heads.
 API_OPTIONS = ["--http", "paperboy_api.protocol:Protocol"]
@@ -72,6 +78,28 @@ def start_redis(children: list[subprocess.Popen[bytes]]) -> str:
         time.sleep(0.1)
     print(f"started redis-server on :{LOCAL_REDIS_PORT} (append-only, data in {data})")
     return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_mail_sink(provider: str) -> tuple[Controller | None, dict[str, str]]:
+    """With no provider configured, a sink on a free port and the settings that point at it."""
+    if provider != "none":
+        return None, {}
+    port = free_port()
+    sink = start_sink(MAIL, port)
+    print(f"no EMAIL_PROVIDER: SMTP sink on 127.0.0.1:{port} keeps every message in {MAIL}/")
+    return sink, {
+        "EMAIL_PROVIDER": "smtp",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "SMTP_STARTTLS": "false",
+        "EMAIL_FROM": LOCAL_SENDER,
+    }
 
 
 def wait_for(url: str, timeout: float) -> None:
@@ -132,12 +160,14 @@ def main() -> None:
 
     VAR.mkdir(exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
+    sink: Controller | None = None
     try:
         settings = api_settings()
         redis_url = settings.redis_url
         if not redis_answers(redis_url):
             redis_url = start_redis(children)
         api_key = settings.api_key.get_secret_value()
+        sink, mail_env = start_mail_sink(settings.email_provider)
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -148,6 +178,7 @@ def main() -> None:
             "LLM_PROVIDER": "offline",
             "SOURCE_MODE": "sample",
             "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+            **mail_env,
         }
         base = f"http://127.0.0.1:{args.port}"
         children.append(
@@ -174,6 +205,8 @@ def main() -> None:
         print(f"API on {base}, one worker, Redis at {redis_url}")
         print(f"API key: {api_key} (kept in {SECRETS / 'api_key'} unless API_KEY is set)")
         generate(base, api_key)
+        if sink is not None:
+            print(f"  mail sent by the stack: {MAIL}/ (.eml as received, .html to open)")
         if not args.once:
             print("stack is up; Ctrl-C to stop")
             signal.signal(signal.SIGTERM, _interrupt)
@@ -189,6 +222,8 @@ def main() -> None:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if sink is not None:  # after the worker, which may be sending as it stops
+            sink.stop()
 
 
 if __name__ == "__main__":

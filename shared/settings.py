@@ -108,6 +108,31 @@ class Settings(BaseSettings):
             raise ValueError("HEARTBEAT_SECONDS must be shorter than LEASE_SECONDS")
         return self
 
+    # Email: each daily digest and the welcome mail, through Resend or an SMTP server.
+    email_provider: Literal["resend", "smtp", "none"] = "none"
+    resend_api_key: SecretStr | None = None
+    resend_base_url: str = "https://api.resend.com"
+    resend_from_address: str | None = None
+    # The welcome mail's sender; the digest's sender when unset.
+    welcome_from_address: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    email_from: str | None = None
+    email_timeout_seconds: float = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _email_provider_complete(self) -> Self:
+        if self.email_provider == "resend" and not (
+            self.resend_api_key and self.resend_from_address
+        ):
+            raise ValueError("EMAIL_PROVIDER=resend needs RESEND_API_KEY and RESEND_FROM_ADDRESS")
+        if self.email_provider == "smtp" and not (self.smtp_host and self.email_from):
+            raise ValueError("EMAIL_PROVIDER=smtp needs SMTP_HOST and EMAIL_FROM")
+        return self
+
 
 class ApiSettings(Settings):
     """The API's settings: the worker never holds the API's secrets, so only the API needs them."""
