@@ -23,8 +23,11 @@ Query = AsyncSelectRequestBuilder
 
 # PostgreSQL error classes another try would repeat: data exception (22: a NUL in text, a value
 # out of range), integrity constraint violation (23), syntax error or access rule (42: an
-# unknown column or table, no privilege). Connection (08), resource (53) and the rest may pass.
+# unknown column or table). Connection (08), resource (53) and the rest may pass.
 _REJECTED_SQLSTATE_CLASSES = frozenset({"22", "23", "42"})
+# No privilege (a wrong key, a missing grant) is the operator's to fix, not the request's: the
+# task waits for the fix instead of failing.
+_OPERATOR_SQLSTATES = frozenset({"42501"})
 # PostgREST's own: request errors (PGRST1xx) and schema cache misses such as an unknown column
 # (PGRST2xx) are permanent; PGRST0xx (cannot reach the database) is not.
 _REJECTED_POSTGREST_PREFIXES = ("PGRST1", "PGRST2")
@@ -175,7 +178,7 @@ def _api_error(exc: APIError, verb: str, table: str) -> StoreError | StoreReject
 
 def is_rejection(code: str | None) -> bool:
     """Whether a PostgREST error code says the request itself is wrong, so retrying is futile."""
-    if code is None:
+    if code is None or code in _OPERATOR_SQLSTATES:
         return False
     if len(code) == 5 and code[:2] in _REJECTED_SQLSTATE_CLASSES:
         return True

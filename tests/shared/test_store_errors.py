@@ -52,9 +52,18 @@ async def test_a_refused_request_is_permanent(
         (500, postgrest("40001", "could not serialize access")),
         (500, postgrest("57014", "canceling statement due to statement timeout")),
         (503, postgrest("53300", "too many connections")),
+        (403, postgrest("42501", "permission denied for table paperboy_digest_tasks")),
         (502, None),  # a gateway's page: the code is the HTTP status
     ],
-    ids=["no-database", "pool-timeout", "serialization", "statement-timeout", "connections", "502"],
+    ids=[
+        "no-database",
+        "pool-timeout",
+        "serialization",
+        "statement-timeout",
+        "connections",
+        "no-privilege",
+        "502",
+    ],
 )
 async def test_an_outage_is_transient(
     fake_postgrest: FakePostgrest, supabase_backend: Backend, status: int, body: Any
