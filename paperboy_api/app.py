@@ -10,9 +10,10 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from paperboy_api import admin, dashboard, digests, fetches, health, metrics, orchestration
-from paperboy_api.errors import http_error
+from paperboy_api.errors import http_error, store_unavailable
 from paperboy_api.state import AppState
 from shared import queue
+from shared.errors import StoreError
 from shared.logs import configure_logging
 from shared.settings import Settings, load_settings
 from shared.store import open_backend
@@ -69,7 +70,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/ready", health.ready, methods=["GET"]),
     ]
     return Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, StoreError: store_unavailable},
     )
 
 
