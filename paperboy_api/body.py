@@ -1,9 +1,10 @@
 """Reading a JSON body within bounds: 415 if it is not JSON, 413 if it is too large, 400 if it
-does not parse or nests too deeply, 422 naming the field that carries a NUL character."""
+does not parse or nests too deeply, 422 naming the field that holds text no store can keep."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +15,10 @@ MAX_BODY_BYTES = 64 * 1024
 # Our bodies nest three levels; anything far deeper is hostile, and Python's JSON parser and
 # encoder recurse, so a body thousands of levels deep would otherwise end in RecursionError.
 MAX_DEPTH = 32
+
+# PostgreSQL text cannot hold NUL, and a lone UTF-16 surrogate (which JSON's \ud800 escape
+# yields) cannot be encoded as UTF-8 at all: either would be accepted, then never stored.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 Path = tuple[str | int, ...]
 
@@ -47,15 +52,15 @@ def _parse(raw: bytes) -> Any:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"Body is not valid JSON: {exc}") from exc
-    where = _first_nul(body)
+    where = _first_unstorable(body)
     if where is not None:
         raise ApiError(
             422,
             [
                 {
                     "loc": ["body", *where],
-                    "msg": "must not contain NUL (\\u0000) characters",
-                    "type": "string_nul",
+                    "msg": "must not contain NUL (\\u0000) or lone surrogate characters",
+                    "type": "string_unstorable",
                 }
             ],
         )
@@ -85,17 +90,17 @@ def _depth_exceeds(raw: bytes, limit: int) -> bool:
     return False
 
 
-def _first_nul(body: Any) -> Path | None:
-    """The path of the first key or string that holds a NUL, which PostgreSQL cannot store."""
+def _first_unstorable(body: Any) -> Path | None:
+    """The path of the first key or string that holds an UNSTORABLE character."""
     pending: list[tuple[Path, Any]] = [((), body)]
     while pending:
         path, value = pending.pop()
-        if isinstance(value, str) and "\x00" in value:
+        if isinstance(value, str) and UNSTORABLE.search(value):
             return path
         if isinstance(value, dict):
             for key, item in value.items():
-                if "\x00" in key:
-                    return (*path, key)
+                if UNSTORABLE.search(key):
+                    return (*path, UNSTORABLE.sub("?", key))
                 pending.append(((*path, key), item))
         elif isinstance(value, list):
             pending.extend(((*path, index), item) for index, item in enumerate(value))

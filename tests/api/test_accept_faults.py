@@ -18,13 +18,11 @@ from starlette.testclient import TestClient
 
 from paperboy_api.app import create_app
 from shared import keys
-from shared.settings import Settings
+from tests.api.conftest import supabase_settings
 from tests.conftest import RedisServer
 from tests.shared.fake_postgrest import FakePostgrest
 from tests.support import API_KEY, digest_body
 
-SUPABASE_URL = "http://supabase.test"
-SUPABASE_KEY = "service-key"
 HEADERS = {"X-API-Key": API_KEY}
 # Where a fault can land: the key binding, the repeat's look-up, the task insert, the take-back.
 STEPS = (1, 2, 3)
@@ -35,24 +33,13 @@ FAULT_IDS = [
 
 
 @pytest.fixture
-def fake() -> Iterator[FakePostgrest]:
-    with FakePostgrest(SUPABASE_URL, SUPABASE_KEY).mocked() as fake:
-        yield fake
-
-
-def settings_for(redis_url: str) -> Settings:
-    return Settings(
-        api_key=API_KEY,
-        state_backend="supabase",
-        supabase_url=SUPABASE_URL,
-        supabase_key=SUPABASE_KEY,
-        redis_url=redis_url,
-    )
+def fake(postgrest: FakePostgrest) -> FakePostgrest:
+    return postgrest
 
 
 @pytest.fixture
 def client(fake: FakePostgrest, redis_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(redis_url)), headers=HEADERS) as test_client:
+    with TestClient(create_app(supabase_settings(redis_url)), headers=HEADERS) as test_client:
         yield test_client
 
 
@@ -172,7 +159,9 @@ def test_one_key_with_two_bodies_at_once_is_one_task_and_a_conflict(
 
 @pytest.fixture
 def private_client(fake: FakePostgrest, private_redis: RedisServer) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(private_redis.url)), headers=HEADERS) as test_client:
+    with TestClient(
+        create_app(supabase_settings(private_redis.url)), headers=HEADERS
+    ) as test_client:
         yield test_client
 
 

@@ -1,0 +1,31 @@
+"""API fixtures: an app whose store is the Supabase backend talking to the in-memory PostgREST."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shared.settings import Settings
+from tests.shared.fake_postgrest import FakePostgrest
+from tests.support import API_KEY
+
+SUPABASE_URL = "http://supabase.test"
+SUPABASE_KEY = "service-key"
+
+
+@pytest.fixture
+def postgrest() -> Iterator[FakePostgrest]:
+    """An empty in-memory PostgREST behind SUPABASE_URL while the test runs."""
+    with FakePostgrest(SUPABASE_URL, SUPABASE_KEY).mocked() as fake:
+        yield fake
+
+
+def supabase_settings(redis_url: str) -> Settings:
+    return Settings(
+        api_key=API_KEY,
+        state_backend="supabase",
+        supabase_url=SUPABASE_URL,
+        supabase_key=SUPABASE_KEY,
+        redis_url=redis_url,
+    )
