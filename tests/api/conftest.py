@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -21,9 +22,13 @@ def postgrest() -> Iterator[FakePostgrest]:
         yield fake
 
 
+def api_settings(**fields: Any) -> Settings:
+    """The settings these tests start the API with: the one place to change when they change."""
+    return Settings(api_key=API_KEY, **fields)
+
+
 def supabase_settings(redis_url: str) -> Settings:
-    return Settings(
-        api_key=API_KEY,
+    return api_settings(
         state_backend="supabase",
         supabase_url=SUPABASE_URL,
         supabase_key=SUPABASE_KEY,

@@ -19,8 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from paperboy_api.app import create_app
-from shared.settings import Settings
-from tests.api.conftest import supabase_settings
+from tests.api.conftest import api_settings, supabase_settings
 from tests.shared.fake_postgrest import FakePostgrest
 from tests.support import API_KEY
 
@@ -37,8 +36,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(db_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        api_key=API_KEY,
+    settings = api_settings(
         sqlite_path=db_path,
         store_timeout_seconds=STORE_TIMEOUT,
         redis_url="redis://127.0.0.1:1/15",  # nothing here gets as far as Redis
