@@ -185,3 +185,16 @@ def test_redis_down_at_enqueue_then_back(
     assert task_ids(fake) == {retry.json()["task_id"]}
     with private_redis.client() as client:
         assert queued_jobs(client) == {retry.json()["task_id"]}
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["dropped", "answer lost"])
+def test_a_fetch_whose_insert_fails_leaves_no_fetch_task(
+    client: TestClient, fake: FakePostgrest, applied: bool
+) -> None:
+    fake.fail_request(1, applied=applied)
+
+    response = client.post("/fetch-sources", json={"source_date": "2026-11-22"})
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert fake.rows(keys.FETCH_TASKS) == []
