@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from paperboy_api.app import create_app
+from shared import keys
 from shared.settings import Settings
 from tests.support import API_KEY, digest_body
 
@@ -34,7 +35,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 def task_count(tmp_path: Path) -> int:
     """Rows in every table a request can write: tasks, fetches, profiles, idempotency keys."""
-    tables = ("digest_tasks", "fetch_tasks", "profiles", "idempotency_keys")
+    tables = (keys.DIGEST_TASKS, keys.FETCH_TASKS, keys.PROFILES, keys.IDEMPOTENCY_KEYS)
     with sqlite3.connect(tmp_path / "api.db") as conn:
         return sum(
             int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]) for table in tables
