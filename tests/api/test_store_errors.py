@@ -26,7 +26,8 @@ from tests.support import API_KEY
 HEADERS = {"X-API-Key": API_KEY}
 STORE_TIMEOUT = 0.5
 PROMPTLY = 3.0
-PROFILE = {"user_id": "u-1", "name": "Ada", "goals": "graphs"}
+USER_ID = "6f1c2a9e-0b7d-4c3e-9a51-2d8f0e4b7c16"
+PROFILE = {"user_id": USER_ID, "name": "Ada", "goals": "graphs"}
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ ENDPOINTS = [
     ("GET", "/admin/orchestration/status/2026-11-22"),
     ("GET", "/admin/profiles"),
     ("POST", "/admin/profiles"),
-    ("DELETE", "/admin/profiles/u-1"),
+    ("DELETE", f"/admin/profiles/{USER_ID}"),
     ("POST", "/admin/tasks/t-1/retry"),
     ("POST", "/admin/tasks/t-1/cancel"),
 ]
@@ -105,7 +106,11 @@ def test_store_outage_is_a_json_503(
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("POST", "/admin/profiles"), ("DELETE", "/admin/profiles/u-1")]
+    ("method", "path"),
+    [
+        ("POST", "/admin/profiles"),
+        ("DELETE", f"/admin/profiles/{USER_ID}"),
+    ],
 )
 def test_a_write_held_by_a_lock_is_a_prompt_503(
     client: TestClient, db_path: Path, method: str, path: str

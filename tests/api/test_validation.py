@@ -253,7 +253,12 @@ def fetch(**overrides: Any) -> dict[str, Any]:
 
 
 def profile(**overrides: Any) -> dict[str, Any]:
-    return {"user_id": "u-1", "name": "Ada", "goals": "graphs", **overrides}
+    return {
+        "user_id": "6f1c2a9e-0b7d-4c3e-9a51-2d8f0e4b7c16",
+        "name": "Ada",
+        "goals": "graphs",
+        **overrides,
+    }
 
 
 NUL = "a\x00b"
