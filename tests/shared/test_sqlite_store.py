@@ -12,11 +12,12 @@ import pytest
 
 from shared import keys
 from shared.errors import StoreError
+from shared.models import DigestTask
 from shared.store import Cond
 from shared.store.sqlite import SqliteBackend
+from shared.tasks import TaskRepository
 
 TIMEOUT = 0.5
-ROW = {"user_id": "u-1", "name": "Ada", "created_at": "2026-11-22", "updated_at": "2026-11-22"}
 
 
 @pytest.fixture
@@ -25,6 +26,11 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
     await backend.open()
     yield backend
     await backend.close()
+
+
+@pytest.fixture
+def tasks(store: SqliteBackend) -> TaskRepository:
+    return TaskRepository(store)
 
 
 @pytest.fixture
@@ -37,26 +43,23 @@ def write_lock(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 async def test_a_write_waits_at_most_the_timeout(
-    store: SqliteBackend, write_lock: sqlite3.Connection
+    tasks: TaskRepository, write_lock: sqlite3.Connection
 ) -> None:
     started = time.monotonic()
 
     with pytest.raises(StoreError, match="locked"):
-        await store.insert(keys.PROFILES, ROW)
+        await tasks.create(DigestTask(task_id="t-1"))
 
     assert time.monotonic() - started < TIMEOUT * 3
 
 
 async def test_reads_go_on_while_a_write_waits(
-    store: SqliteBackend, write_lock: sqlite3.Connection
+    tasks: TaskRepository, write_lock: sqlite3.Connection
 ) -> None:
-    stuck = asyncio.create_task(store.insert(keys.PROFILES, ROW))
+    stuck = asyncio.create_task(tasks.create(DigestTask(task_id="t-1")))
     reads = 0
     while not stuck.done():
-        assert (
-            await asyncio.wait_for(store.get(keys.PROFILES, {"user_id": "u-1"}), TIMEOUT / 2)
-            is None
-        )
+        assert await asyncio.wait_for(tasks.get("t-2"), TIMEOUT / 2) is None
         reads += 1
 
     assert reads > 5
@@ -64,8 +67,10 @@ async def test_reads_go_on_while_a_write_waits(
         await stuck
 
 
-async def test_a_conditional_write_has_one_winner_across_connections(store: SqliteBackend) -> None:
-    await store.insert(keys.DIGEST_TASKS, task_row("t-1"))
+async def test_a_conditional_write_has_one_winner_across_connections(
+    store: SqliteBackend, tasks: TaskRepository
+) -> None:
+    await tasks.create(DigestTask(task_id="t-1"))
 
     claims = await asyncio.gather(
         *(
@@ -81,10 +86,6 @@ async def test_a_conditional_write_has_one_winner_across_connections(store: Sqli
 
     winners = [row for row in claims if row is not None]
     assert len(winners) == 1
-    stored = await store.get(keys.DIGEST_TASKS, {"task_id": "t-1"})
+    stored = await tasks.get("t-1")
     assert stored is not None
-    assert stored["worker_id"] == winners[0]["worker_id"]
-
-
-def task_row(task_id: str) -> dict[str, object]:
-    return {"task_id": task_id, "status": "pending", "created_at": "x", "updated_at": "x"}
+    assert stored.worker_id == winners[0]["worker_id"]
