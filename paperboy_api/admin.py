@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from datetime import datetime
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -119,8 +120,12 @@ def _decode_cursor(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        return base64.urlsafe_b64decode(value.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
+        created_at = base64.urlsafe_b64decode(value.encode()).decode()
+        # A cursor is a timestamp we wrote; anything else (NUL bytes included) never reaches
+        # the store.
+        datetime.fromisoformat(created_at)
+        return created_at
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ApiError(
             422, [{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}]
         ) from exc

@@ -13,9 +13,10 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from paperboy_api import admin, dashboard, digests, fetches, health, metrics, orchestration
 from paperboy_api.auth import ApiAuth
-from paperboy_api.errors import http_error
+from paperboy_api.errors import http_error, store_unavailable
 from paperboy_api.state import AppState
 from shared import queue
+from shared.errors import StoreError
 from shared.logs import configure_logging
 from shared.settings import ApiSettings, load_settings
 from shared.store import open_backend
@@ -90,7 +91,7 @@ def create_app(settings: ApiSettings) -> Starlette:
     return Starlette(
         routes=[*PUBLIC_ROUTES, protected],
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, StoreError: store_unavailable},
     )
 
 

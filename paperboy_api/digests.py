@@ -13,18 +13,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from paperboy_api.body import read_json
-from paperboy_api.errors import ApiError, field_errors
+from paperboy_api.errors import RETRY_AFTER, ApiError, field_errors
 from paperboy_api.state import AppState, app_state
 from shared import queue
 from shared.errors import StoreError
 from shared.models import DigestRequest, DigestTask, TaskStatus
-from shared.tasks import request_hash
+from shared.tasks import TaskRepository, request_hash
 
 log = logging.getLogger("paperboy.api")
 
 TASK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]([\x20-\x7e]{0,198}[\x21-\x7e])?$")
-RETRY_AFTER = {"Retry-After": "5"}
 # The digest is served on the dashboard's origin: even if it ever carried script, none runs.
 DIGEST_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; "
@@ -70,37 +69,63 @@ async def generate_digest(request: Request) -> Response:
         source_date=digest.effective_date().isoformat(),
         max_attempts=state["settings"].digest_max_tries,
     )
-    try:
-        return await _accept(state, task, key, request_hash(body) if key else "")
-    except (StoreError, RedisError) as exc:
-        log.warning("could not accept a digest: %s", exc, extra={"task_id": task.task_id})
-        raise ApiError(503, "Cannot record work right now; retry shortly", RETRY_AFTER) from exc
+    if key is None:
+        return await _accept_new(state, task)
+    return await _accept_keyed(state, task, key, request_hash(body))
 
 
-async def _accept(state: AppState, task: DigestTask, key: str | None, body_hash: str) -> Response:
-    """Record the task, bind the idempotency key, then queue it; 202 only once all three held."""
+async def _accept_new(state: AppState, task: DigestTask) -> Response:
+    """Without a key nobody else knows the task id, so any failure takes the row back: the
+    client is told 503 and no task is left to run behind its back."""
     tasks = state["tasks"]
-    settings = state["settings"]
-    await tasks.create(task)
-    if key is not None:
-        bound = await tasks.remember_key(
-            key, body_hash, task.task_id, timedelta(seconds=settings.idempotency_ttl_seconds)
-        )
-        if not bound.created:
-            await tasks.delete(task.task_id)
-            if bound.conflict:
-                raise ApiError(409, "Idempotency-Key was used with a different request body")
-            return _accepted(bound.task_id, 200, "Same request seen before; same task")
     try:
+        await tasks.create(task)
         await queue.enqueue_digest(state["redis"], task.task_id)
-    except RedisError:
-        # Not queued means not accepted: take the row back so nothing claims otherwise.
-        await tasks.delete(task.task_id)
-        if key is not None:
-            await tasks.forget_key(key, task.task_id)
-        raise
+    except (StoreError, RedisError) as exc:
+        # The insert may have been written even though it failed (an answer lost on the way).
+        await _take_back(tasks, task.task_id)
+        raise _cannot_accept(task.task_id, exc) from exc
     log.info("digest accepted", extra={"task_id": task.task_id})
     return _accepted(task.task_id, 202, "Digest queued")
+
+
+async def _accept_keyed(state: AppState, task: DigestTask, key: str, body_hash: str) -> Response:
+    """Bind the key first: the binding picks the task id, and storing and queueing that id are
+    both idempotent. Whatever step fails, a retry with the same key finishes the same task, and
+    concurrent requests with one key all name it: one task or none."""
+    tasks = state["tasks"]
+    ttl = timedelta(seconds=state["settings"].idempotency_ttl_seconds)
+    try:
+        bound = await tasks.remember_key(key, body_hash, task.task_id, ttl)
+        if bound.conflict:
+            raise ApiError(409, "Idempotency-Key was used with a different request body")
+        task = task.model_copy(update={"task_id": bound.task_id})
+        created = await tasks.create(task)
+        # Queueing again is harmless (a known job id is refused) and heals an earlier request
+        # with this key that stored the task but could not queue it.
+        await queue.enqueue_digest(state["redis"], task.task_id)
+    except (StoreError, RedisError) as exc:
+        raise _cannot_accept(task.task_id, exc) from exc
+    if created:
+        log.info("digest accepted", extra={"task_id": task.task_id})
+        return _accepted(task.task_id, 202, "Digest queued")
+    return _accepted(task.task_id, 200, "Same request seen before; same task")
+
+
+async def _take_back(tasks: TaskRepository, task_id: str) -> None:
+    try:
+        await tasks.delete(task_id)
+    except StoreError as exc:
+        log.error(
+            "could not take back a task that was not accepted; it may still run: %s",
+            exc.message,
+            extra={"task_id": task_id},
+        )
+
+
+def _cannot_accept(task_id: str, exc: StoreError | RedisError) -> ApiError:
+    log.warning("could not accept a digest: %s", exc, extra={"task_id": task_id})
+    return ApiError(503, "Cannot record work right now; retry shortly", RETRY_AFTER)
 
 
 def _accepted(task_id: str, code: int, message: str) -> Response:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from paperboy_api.body import read_json
-from paperboy_api.digests import RETRY_AFTER, TASK_ID
-from paperboy_api.errors import ApiError, field_errors
+from paperboy_api.digests import TASK_ID
+from paperboy_api.errors import RETRY_AFTER, ApiError, field_errors
 from paperboy_api.state import app_state
 from shared import queue
 from shared.errors import StoreError
 from shared.fetches import FetchRepository, FetchRequest, FetchTask
+
+log = logging.getLogger("paperboy.api")
 
 
 async def fetch_sources(request: Request) -> Response:
@@ -33,6 +37,9 @@ async def fetch_sources(request: Request) -> Response:
         await fetches.create(task)
         await queue.enqueue_fetch(state["redis"], task.task_id)
     except (StoreError, RedisError) as exc:
+        # Not accepted: take the row back (it may be written even if the insert failed), so the
+        # reconciler does not run a fetch the client was told to send again.
+        await _take_back(fetches, task.task_id)
         raise ApiError(503, "Cannot record work right now; retry shortly", RETRY_AFTER) from exc
     return JSONResponse(
         {
@@ -44,6 +51,17 @@ async def fetch_sources(request: Request) -> Response:
         },
         status_code=202,
     )
+
+
+async def _take_back(fetches: FetchRepository, task_id: str) -> None:
+    try:
+        await fetches.delete(task_id)
+    except StoreError as exc:
+        log.error(
+            "could not take back a fetch that was not accepted; it may still run: %s",
+            exc.message,
+            extra={"task_id": task_id},
+        )
 
 
 async def fetch_status(request: Request) -> Response:

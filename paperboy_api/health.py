@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -13,6 +14,8 @@ from shared import keys
 from shared.errors import StoreError
 from shared.presence import live_workers
 
+log = logging.getLogger("paperboy.api")
+
 VERSION = "0.1.0"
 
 
@@ -21,7 +24,10 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """200 when Redis, the store and at least one worker answer; 503 naming what is missing."""
+    """200 when Redis, the store and at least one worker answer; 503 naming what is missing.
+
+    Callers need no key here, so a check names the failing part only; the error is logged.
+    """
     state = app_state(request)
     checks: dict[str, str] = {}
     try:
@@ -30,13 +36,15 @@ async def ready(request: Request) -> Response:
         workers = await live_workers(state["redis"], state["settings"].lease_seconds)
         checks["workers"] = "ok" if workers else "no live worker (work is accepted and waits)"
     except (RedisError, OSError, TimeoutError) as exc:
-        checks["redis"] = f"unreachable: {exc.__class__.__name__}"
-        checks["workers"] = "unknown (Redis unreachable)"
+        log.warning("readiness: Redis unreachable: %r", exc)
+        checks["redis"] = "unavailable"
+        checks["workers"] = "unknown (Redis unavailable)"
     try:
         await state["backend"].ping()
         checks["store"] = "ok"
     except StoreError as exc:
-        checks["store"] = f"unreachable: {exc.message}"
+        log.warning("readiness: store unavailable: %s", exc.message)
+        checks["store"] = "unavailable"
     ok = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ok else "not_ready", "checks": checks, "queue": keys.QUEUE},

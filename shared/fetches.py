@@ -90,6 +90,9 @@ class FetchRepository:
     async def create(self, task: FetchTask) -> bool:
         return await self.backend.insert(keys.FETCH_TASKS, _row(task))
 
+    async def delete(self, task_id: str) -> None:
+        await self.backend.delete(keys.FETCH_TASKS, {"task_id": task_id})
+
     async def get(self, task_id: str) -> FetchTask | None:
         row = await self.backend.get(keys.FETCH_TASKS, {"task_id": task_id})
         return FetchTask.model_validate(row) if row else None

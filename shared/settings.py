@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     sqlite_path: Path = Path("var/paperboy.db")
     supabase_url: str | None = None
     supabase_key: SecretStr | None = None
+    # Longest one store call may wait (SQLite's busy timeout, the PostgREST HTTP timeout): a
+    # store in trouble answers a prompt 503, not a request held for many seconds.
+    store_timeout_seconds: float = Field(default=5, gt=0, le=60)
 
     # LLM
     llm_provider: Literal["openai", "fireworks", "offline"] = "offline"

@@ -101,11 +101,6 @@ class TaskRepository:
         same = existing["request_hash"] == body_hash
         return IdempotentResult(existing["task_id"], created=False, conflict=not same)
 
-    async def forget_key(self, key: str, task_id: str) -> None:
-        await self.backend.delete(
-            keys.IDEMPOTENCY_KEYS, {"key": key}, [Cond("task_id", "eq", task_id)]
-        )
-
     # Attempts
 
     async def claim(

@@ -16,8 +16,12 @@ async def open_backend(settings: Settings) -> Backend:
         from shared.store.supabase import SupabaseBackend
 
         assert settings.supabase_url and settings.supabase_key
-        backend = SupabaseBackend(settings.supabase_url, settings.supabase_key.get_secret_value())
+        backend = SupabaseBackend(
+            settings.supabase_url,
+            settings.supabase_key.get_secret_value(),
+            timeout=settings.store_timeout_seconds,
+        )
     else:
-        backend = SqliteBackend(settings.sqlite_path)
+        backend = SqliteBackend(settings.sqlite_path, timeout=settings.store_timeout_seconds)
     await backend.open()
     return backend

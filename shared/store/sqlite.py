@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -139,17 +140,38 @@ def _where(key: Row, conds: Sequence[Cond]) -> tuple[str, list[Any]]:
 
 
 class SqliteBackend:
-    """Runs every statement on one dedicated thread, so the event loop never waits on the file."""
+    """Runs statements on a few threads, each with its own connection, so the event loop never
+    waits on the file and one call held by a lock never stalls unrelated ones (WAL lets readers
+    go on while a writer waits). Every write is one autocommit statement, conditional in SQL,
+    so which connection runs it does not matter."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, timeout: float = 5.0, threads: int = 4) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._conn: sqlite3.Connection | None = None
+        self._timeout = timeout
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sqlite")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._open = False
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on its first call."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
-            assert self._conn is not None, "store is not open"
-            return fn(self._conn)
+            assert self._open, "store is not open"
+            return fn(self._connection())
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -157,23 +179,21 @@ class SqliteBackend:
             raise store_error(exc) from exc
 
     async def open(self) -> None:
-        def connect() -> None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
+        def create(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA)
-            self._conn = conn
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._open = True
+        await self._run(create)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._run(lambda conn: conn.close())
-            self._conn = None
+        self._open = False
         self._executor.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())

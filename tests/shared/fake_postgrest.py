@@ -9,6 +9,7 @@ never pass on a filter that was silently ignored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -348,6 +349,7 @@ class FakePostgrest:
         self.requests: list[httpx.Request] = []
         self.failure: tuple[int, Any] | None = None
         self.refusing = False
+        self.faults: dict[int, bool] = {}
         self.router = respx.MockRouter(base_url=f"{self.url}/rest/v1", assert_all_called=False)
         self.router.route().mock(side_effect=self.handle)
 
@@ -364,11 +366,23 @@ class FakePostgrest:
         """Fail every later request before it reaches the server, as a network outage would."""
         self.refusing = True
 
+    def fail_request(self, number: int, *, applied: bool) -> None:
+        """Fail the `number`-th request from now (1 is the next one), once.
+
+        `applied=False`: the connection drops before the server sees it, so nothing changes.
+        `applied=True`: the server does the work and the answer is lost on the way back, so the
+        client sees a failure although the write happened.
+        """
+        self.faults[len(self.requests) + number] = applied
+
     def rows(self, table: str) -> list[Row]:
         return [dict(row) for row in self.tables[table].values()]
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        applied = self.faults.pop(len(self.requests), None)
+        if applied is not None:
+            return self._fault(request, applied=applied)
         if self.refusing:
             raise httpx.ConnectError("connection refused", request=request)
         if self.failure is not None:
@@ -378,6 +392,14 @@ class FakePostgrest:
             return self._dispatch(request)
         except Reject as reject:
             return reject.response(request)
+
+    def _fault(self, request: httpx.Request, *, applied: bool) -> httpx.Response:
+        if not applied:
+            raise httpx.ConnectError("connection dropped (injected)", request=request)
+        # A request that fails on its own loses its answer all the same.
+        with contextlib.suppress(Reject):
+            self._dispatch(request)
+        raise httpx.ReadTimeout("answer lost (injected)", request=request)
 
     def _dispatch(self, request: httpx.Request) -> httpx.Response:
         self._authorize(request)
