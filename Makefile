@@ -21,7 +21,7 @@ api: install
 	$(BIN)/uvicorn paperboy_api.app:app --host 0.0.0.0 --port 8080
 
 worker: install
-	$(BIN)/arq paperboy_worker.WorkerSettings
+	$(BIN)/python -m paperboy_worker
 
 test: install
 	$(BIN)/pytest

@@ -10,7 +10,7 @@ from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 API_COMMAND = "uvicorn paperboy_api.app:app"
-WORKER_COMMAND = "arq paperboy_worker.WorkerSettings"
+WORKER_COMMAND = "python -m paperboy_worker"
 
 
 def fly() -> dict[str, object]:
