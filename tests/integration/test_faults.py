@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import Proc, Receiver, RedisServer, Stack, base_env
-from tests.support import digest_body, wait_until
+from tests.support import digest_body, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,17 @@ def assert_one_outcome(stack: Stack, receiver: Receiver, task_id: str) -> dict[s
     assert len(delivery_ids(receiver, task_id)) == 1
     assert {d.json["status"] for d in receiver.for_task(task_id)} == {status["status"]}
     return status
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server that keeps its data in an append-only file across a crash."""
+    directory = tmp_path / "aof"
+    directory.mkdir()
+    server = RedisServer(free_port(), directory, appendonly=True)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -200,6 +211,34 @@ def test_worker_rides_out_a_redis_restart(
 
     status = assert_one_outcome(stack, receiver, task_id)
     assert status["status"] == "completed"
+    assert worker.process.poll() is None
+
+
+def test_a_frozen_worker_woken_after_a_redis_crash_stays_up(
+    aof_redis: RedisServer,
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    """Issue 9 item 15 end to end: frozen, Redis crashed and restarted from its append-only file,
+    woken. Whether the wake-up lands inside a claim is timing; `tests/worker/test_poller.py`
+    drops a connection under WATCH on purpose."""
+    env = env_for(aof_redis.url, stage_delay_seconds="0.2", **FAST_LEASES)
+    stack = start_api(env)
+    worker = processes("worker", env)
+    warm_up = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+    assert_one_outcome(stack, receiver, warm_up)
+
+    worker.signal(signal.SIGSTOP)
+    queued = stack.post_digest(digest_body(callback_url=receiver.url, top_n_articles=2))
+    aof_redis.crash()
+    aof_redis.start()
+    worker.signal(signal.SIGCONT)
+    later = stack.post_digest(digest_body(callback_url=receiver.url, top_n_articles=4))
+
+    for response in (queued, later):
+        assert assert_one_outcome(stack, receiver, response.json()["task_id"])
     assert worker.process.poll() is None
 
 
