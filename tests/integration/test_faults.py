@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -66,6 +68,42 @@ def assert_one_outcome(stack: Stack, receiver: Receiver, task_id: str) -> dict[s
     assert len(delivery_ids(receiver, task_id)) == 1
     assert {d.json["status"] for d in receiver.for_task(task_id)} == {status["status"]}
     return status
+
+
+def clock_ahead(env: dict[str, str], offset: str) -> dict[str, str]:
+    """The environment of a process whose wall clock is `offset` off (Debian's libfaketime).
+    Monotonic time is left alone, so asyncio's timers keep working."""
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    if not found:
+        pytest.fail("libfaketime is missing: apt-get install -y faketime")
+    return {
+        **env,
+        "LD_PRELOAD": found[0],
+        "FAKETIME": offset,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+def worker_clock(redis_url: str, worker: Proc) -> float:
+    """The worker's own wall clock at its last heartbeat, as it announced it."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter("paperboy:worker:*"):
+            info = json.loads(client.get(key) or "{}")
+            if info.get("pid") == worker.process.pid:
+                return float(info["last_heartbeat"])
+    finally:
+        client.close()
+    return 0.0
+
+
+def attempts_started(task_id: str, workers: list[Proc]) -> int:
+    return sum(
+        1
+        for worker in workers
+        for line in worker.log().splitlines()
+        if '"digest attempt started"' in line and task_id in line
+    )
 
 
 @pytest.fixture
@@ -240,6 +278,30 @@ def test_a_frozen_worker_woken_after_a_redis_crash_stays_up(
     for response in (queued, later):
         assert assert_one_outcome(stack, receiver, response.json()["task_id"])
     assert worker.process.poll() is None
+
+
+def test_a_worker_whose_clock_is_30s_ahead_does_not_run_a_task_twice(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+    redis_url: str,
+) -> None:
+    """Issue 9 item 7: the ahead worker's reaper judged the steady worker's lease by its own
+    clock, saw it lapsed at once and handed the running task to a second attempt."""
+    env = env_for(stage_delay_seconds="2", **FAST_LEASES)
+    stack = start_api(env)
+    steady = processes("worker", env)
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+    holder(stack, task_id, [steady])
+    ahead = processes("worker", clock_ahead(env, "+30s"))
+    wait_until(lambda: worker_clock(redis_url, ahead) > time.time() + 25, timeout=20)
+    wait_until(lambda: ahead.log().count("reap_leases ●") >= 3, timeout=20)
+
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "completed"
+    assert (status["attempts"], status["interruptions"]) == (1, 0)
+    assert attempts_started(task_id, [steady, ahead]) == 1
 
 
 def test_three_sigterms_in_a_row_do_not_fail_the_digest(
