@@ -304,6 +304,35 @@ def test_a_worker_whose_clock_is_30s_ahead_does_not_run_a_task_twice(
     assert attempts_started(task_id, [steady, ahead]) == 1
 
 
+def test_a_20s_redis_stall_does_not_run_a_task_twice(
+    private_redis: RedisServer,
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    """Issue 9 item 7: Redis stops answering for 20 s, five times the lease, mid-digest. Neither
+    heartbeat nor reaper gets through; afterwards the holder must renew before anyone reaps."""
+    env = env_for(private_redis.url, stage_delay_seconds="5", **FAST_LEASES)
+    stack = start_api(env)
+    workers = [processes("worker", env), processes("worker", env)]
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+    holder(stack, task_id, workers)
+
+    pauser, waiter = private_redis.client(), private_redis.client()
+    pauser.execute_command("CLIENT", "PAUSE", 20_000, "ALL")
+    stalled_at = time.monotonic()
+    waiter.ping()  # answered when the stall ends
+    assert time.monotonic() - stalled_at > 15
+    pauser.close()
+    waiter.close()
+
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "completed"
+    assert (status["attempts"], status["interruptions"]) == (1, 0)
+    assert attempts_started(task_id, workers) == 1
+
+
 def test_three_sigterms_in_a_row_do_not_fail_the_digest(
     env_for: Callable[..., dict[str, str]],
     processes: Callable[..., Proc],
