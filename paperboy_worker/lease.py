@@ -50,7 +50,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # Renew (or, with force, take over) each lease, and announce the worker. A lease naming another
-# holder is not touched: a newer attempt took it over, and this one is reported lost. A missing
+# holder is not touched: a newer attempt took it over, and its position is returned. A missing
 # lease is written again, since a stall longer than the lease may have let it expire.
 _RENEW = (
     _NOW
@@ -66,7 +66,7 @@ for i = 5, #KEYS do
         redis.call('ZADD', KEYS[1], now + lease_ms, task_id)
         redis.call('HDEL', KEYS[2], task_id)
     else
-        table.insert(lost, holder)
+        table.insert(lost, i - 4)
     end
 end
 redis.call('ZADD', KEYS[3], now, ARGV[2])
@@ -216,7 +216,7 @@ class Heartbeat:
         for lease in leases:
             args += [lease[0], self.holder(lease[1]), "1" if lease == forced else "0"]
         lease_keys = [keys.lease_key(task_id) for task_id, _ in leases]
-        lost = await self._renew_script(
+        lost: list[int] = await self._renew_script(
             keys=[
                 keys.LEASES,
                 keys.LEASE_SIGHTINGS,
@@ -226,17 +226,16 @@ class Heartbeat:
             ],
             args=args,
         )
-        self._forget(lost)
+        self._forget([leases[position - 1] for position in lost])
 
-    def _forget(self, lost: list[bytes]) -> None:
+    def _forget(self, lost: list[tuple[str, int]]) -> None:
         """Stop renewing leases a newer attempt took over; the store fences this attempt."""
-        for task_id, attempt in list(self.held):
-            if self.holder(attempt).encode() in lost:
-                self.held.discard((task_id, attempt))
-                log.warning(
-                    "lease taken over by a newer attempt",
-                    extra={"task_id": task_id, "attempt": attempt},
-                )
+        for task_id, attempt in lost:
+            self.held.discard((task_id, attempt))
+            log.warning(
+                "lease taken over by a newer attempt",
+                extra={"task_id": task_id, "attempt": attempt},
+            )
 
     def _presence(self) -> str:
         info = {

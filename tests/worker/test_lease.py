@@ -69,6 +69,18 @@ async def test_an_attempt_taken_over_elsewhere_stops_renewing(redis: ArqRedis) -
     assert await redis.get(keys.lease_key(TASK)) == b"w2:2"
 
 
+async def test_losing_one_tasks_lease_keeps_the_others(redis: ArqRedis) -> None:
+    old, new = Heartbeat(redis, SETTINGS, "w1"), Heartbeat(redis, SETTINGS, "w2")
+    await old.acquire("other-task", 1)
+    await old.acquire(TASK, 1)
+    await new.acquire(TASK, 2)
+
+    await old.beat()
+
+    assert old.held == {("other-task", 1)}
+    assert await redis.get(keys.lease_key("other-task")) == b"w1:1"
+
+
 async def test_expiry_is_redis_time(redis: ArqRedis) -> None:
     heartbeat = Heartbeat(redis, SETTINGS, "w1")
     before = await redis_now_ms(redis)
