@@ -1,4 +1,4 @@
-# One image for both process groups: `uvicorn paperboy_api.app:app` and `arq paperboy_worker.WorkerSettings`.
+# One image for both process groups: `uvicorn paperboy_api.app:app` and `python -m paperboy_worker`.
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app

@@ -27,7 +27,7 @@ api: install
 	$(BIN)/uvicorn paperboy_api.app:app --host 0.0.0.0 --port 8080 --http paperboy_api.protocol:Protocol
 
 worker: install
-	$(BIN)/arq paperboy_worker.WorkerSettings
+	$(BIN)/python -m paperboy_worker
 
 test: install
 	$(BIN)/pytest

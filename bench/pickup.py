@@ -1,6 +1,6 @@
 """Figure 2: pickup latency on an idle worker, and what the polling costs Redis while idle.
 
-Paperboy: a real digest job on `arq paperboy_worker.WorkerSettings` with the shipped settings
+Paperboy: a real digest job on `python -m paperboy_worker` with the shipped settings
 (WORKER_POLL_DELAY 0.01). The job's first act is to claim its task, which writes `started_at`
 (wall clock) into the store; latency = `started_at` - the wall time just before `enqueue_job`.
 That includes one store read before the stamp, so it errs on the slow side by a fraction of a

@@ -256,7 +256,7 @@ def llm_env(
 
 
 def start_worker(lab: Lab, env: dict[str, str], name: str = "worker") -> Proc:
-    return lab.spawn(name, [str(BIN / "arq"), "paperboy_worker.WorkerSettings"], env)
+    return lab.spawn(name, [str(BIN / "python"), "-m", "paperboy_worker"], env)
 
 
 def worker_ready(server: RedisServer, proc: Proc, db: int = 0, timeout: float = 30) -> None:

@@ -1,4 +1,5 @@
-"""The Paperboy worker: `arq paperboy_worker.WorkerSettings`."""
+"""The Paperboy worker: `python -m paperboy_worker` (`arq paperboy_worker.WorkerSettings --check`
+for the health check)."""
 
 from __future__ import annotations
 

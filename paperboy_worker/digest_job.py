@@ -61,7 +61,7 @@ async def _run_attempt(ctx: WorkerContext, task: DigestTask) -> str:
     try:
         ended = await _attempt(ctx, task)
     finally:
-        await ctx["heartbeat"].release(task_id)
+        await ctx["heartbeat"].release(task_id, task.attempt)
         metrics.observe("paperboy_digest_duration_seconds", time.monotonic() - started)
     if ended is not None:
         await finished(ctx, ended)

@@ -26,7 +26,10 @@ LIVE = {JobStatus.queued, JobStatus.deferred, JobStatus.in_progress}
 
 
 async def reap_leases(ctx: WorkerContext) -> int:
-    reaped = len(await lease.reap(ctx["redis"], ctx["tasks"]))
+    settings = ctx["settings"]
+    lease_ms = int(settings.lease_seconds * 1000)
+    grace_ms = lease.sighting_grace_ms(settings)
+    reaped = len(await lease.reap(ctx["redis"], ctx["tasks"], lease_ms=lease_ms, grace_ms=grace_ms))
     if reaped:
         ctx["metrics"].inc("paperboy_leases_reaped", reaped)
     return reaped

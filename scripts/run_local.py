@@ -197,9 +197,7 @@ def main() -> None:
             )
         )
         children.append(
-            subprocess.Popen(
-                [str(BIN / "arq"), "paperboy_worker.WorkerSettings"], env=env, cwd=ROOT
-            )
+            subprocess.Popen([str(BIN / "python"), "-m", "paperboy_worker"], env=env, cwd=ROOT)
         )
         wait_for(f"{base}/health", 30)
         print(f"API on {base}, one worker, Redis at {redis_url}")

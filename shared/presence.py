@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -11,13 +10,15 @@ from redis.asyncio import Redis
 from shared import keys
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+async def redis_now_ms(redis: Redis) -> int:
+    """Redis server time: the one clock every process agrees on."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def live_workers(redis: Redis, lease_seconds: float) -> list[dict[str, Any]]:
-    """The workers whose last heartbeat is younger than a lease."""
-    since = now_ms() - int(lease_seconds * 1000)
+    """The workers whose last heartbeat (Redis time) is younger than a lease."""
+    since = await redis_now_ms(redis) - int(lease_seconds * 1000)
     ids = await redis.zrangebyscore(keys.WORKERS, since, "+inf")
     if not ids:
         return []

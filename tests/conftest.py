@@ -64,6 +64,7 @@ class RedisServer:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    appendonly: bool = False
 
     @property
     def url(self) -> str:
@@ -80,7 +81,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.directory),
             ],
@@ -94,6 +97,12 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def crash(self) -> None:
+        if self.process is not None:
+            self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
 
@@ -276,7 +285,7 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
 
     def start(kind: str, env: dict[str, str], port: int | None = None) -> Proc:
         if kind == "worker":
-            argv = [str(BIN / "arq"), "paperboy_worker.WorkerSettings"]
+            argv = [str(BIN / "python"), "-m", "paperboy_worker"]
         else:
             argv = [
                 str(BIN / "uvicorn"),

@@ -12,7 +12,7 @@ from tests.support import API_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 API_COMMAND = "uvicorn paperboy_api.app:app"
-WORKER_COMMAND = "arq paperboy_worker.WorkerSettings"
+WORKER_COMMAND = "python -m paperboy_worker"
 
 
 def fly() -> dict[str, object]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import Proc, Receiver, RedisServer, Stack, base_env
-from tests.support import digest_body, wait_until
+from tests.support import digest_body, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +68,53 @@ def assert_one_outcome(stack: Stack, receiver: Receiver, task_id: str) -> dict[s
     assert len(delivery_ids(receiver, task_id)) == 1
     assert {d.json["status"] for d in receiver.for_task(task_id)} == {status["status"]}
     return status
+
+
+def clock_ahead(env: dict[str, str], offset: str) -> dict[str, str]:
+    """The environment of a process whose wall clock is `offset` off (Debian's libfaketime).
+    Monotonic time is left alone, so asyncio's timers keep working."""
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    if not found:
+        pytest.fail("libfaketime is missing: apt-get install -y faketime")
+    return {
+        **env,
+        "LD_PRELOAD": found[0],
+        "FAKETIME": offset,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+def worker_clock(redis_url: str, worker: Proc) -> float:
+    """The worker's own wall clock at its last heartbeat, as it announced it."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter("paperboy:worker:*"):
+            info = json.loads(client.get(key) or "{}")
+            if info.get("pid") == worker.process.pid:
+                return float(info["last_heartbeat"])
+    finally:
+        client.close()
+    return 0.0
+
+
+def attempts_started(task_id: str, workers: list[Proc]) -> int:
+    return sum(
+        1
+        for worker in workers
+        for line in worker.log().splitlines()
+        if '"digest attempt started"' in line and task_id in line
+    )
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server that keeps its data in an append-only file across a crash."""
+    directory = tmp_path / "aof"
+    directory.mkdir()
+    server = RedisServer(free_port(), directory, appendonly=True)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -201,6 +250,87 @@ def test_worker_rides_out_a_redis_restart(
     status = assert_one_outcome(stack, receiver, task_id)
     assert status["status"] == "completed"
     assert worker.process.poll() is None
+
+
+def test_a_frozen_worker_woken_after_a_redis_crash_stays_up(
+    aof_redis: RedisServer,
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    """Issue 9 item 15 end to end: frozen, Redis crashed and restarted from its append-only file,
+    woken. Whether the wake-up lands inside a claim is timing; `tests/worker/test_poller.py`
+    drops a connection under WATCH on purpose."""
+    env = env_for(aof_redis.url, stage_delay_seconds="0.2", **FAST_LEASES)
+    stack = start_api(env)
+    worker = processes("worker", env)
+    warm_up = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+    assert_one_outcome(stack, receiver, warm_up)
+
+    worker.signal(signal.SIGSTOP)
+    queued = stack.post_digest(digest_body(callback_url=receiver.url, top_n_articles=2))
+    aof_redis.crash()
+    aof_redis.start()
+    worker.signal(signal.SIGCONT)
+    later = stack.post_digest(digest_body(callback_url=receiver.url, top_n_articles=4))
+
+    for response in (queued, later):
+        assert assert_one_outcome(stack, receiver, response.json()["task_id"])
+    assert worker.process.poll() is None
+
+
+def test_a_worker_whose_clock_is_30s_ahead_does_not_run_a_task_twice(
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+    redis_url: str,
+) -> None:
+    """Issue 9 item 7: the ahead worker's reaper judged the steady worker's lease by its own
+    clock, saw it lapsed at once and handed the running task to a second attempt."""
+    env = env_for(stage_delay_seconds="2", **FAST_LEASES)
+    stack = start_api(env)
+    steady = processes("worker", env)
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+    holder(stack, task_id, [steady])
+    ahead = processes("worker", clock_ahead(env, "+30s"))
+    wait_until(lambda: worker_clock(redis_url, ahead) > time.time() + 25, timeout=20)
+    wait_until(lambda: ahead.log().count("reap_leases ●") >= 3, timeout=20)
+
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "completed"
+    assert (status["attempts"], status["interruptions"]) == (1, 0)
+    assert attempts_started(task_id, [steady, ahead]) == 1
+
+
+def test_a_20s_redis_stall_does_not_run_a_task_twice(
+    private_redis: RedisServer,
+    env_for: Callable[..., dict[str, str]],
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    receiver: Receiver,
+) -> None:
+    """Issue 9 item 7: Redis stops answering for 20 s, five times the lease, mid-digest. Neither
+    heartbeat nor reaper gets through; afterwards the holder must renew before anyone reaps."""
+    env = env_for(private_redis.url, stage_delay_seconds="5", **FAST_LEASES)
+    stack = start_api(env)
+    workers = [processes("worker", env), processes("worker", env)]
+    task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
+    holder(stack, task_id, workers)
+
+    pauser, waiter = private_redis.client(), private_redis.client()
+    pauser.execute_command("CLIENT", "PAUSE", 20_000, "ALL")
+    stalled_at = time.monotonic()
+    waiter.ping()  # answered when the stall ends
+    assert time.monotonic() - stalled_at > 15
+    pauser.close()
+    waiter.close()
+
+    status = assert_one_outcome(stack, receiver, task_id)
+    assert status["status"] == "completed"
+    assert (status["attempts"], status["interruptions"]) == (1, 0)
+    assert attempts_started(task_id, workers) == 1
 
 
 def test_three_sigterms_in_a_row_do_not_fail_the_digest(
