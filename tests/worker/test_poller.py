@@ -1,4 +1,5 @@
-"""The worker's poll loop outlives Redis connection errors; pinned to the installed arq."""
+"""The worker's poll loop outlives Redis connection errors (the arq hooks it relies on are pinned
+in tests/shared/test_arq_contract.py)."""
 
 from __future__ import annotations
 
