@@ -12,10 +12,11 @@ import pytest
 
 from paperboy_worker.llm.prompts import ANALYSIS
 from shared import keys
-from tests.conftest import Proc, Receiver, Stack, base_env
 from tests.fake_newsapi import FakeNewsAPI
 from tests.fake_openai import FakeOpenAI
 from tests.postgrest_bed import PostgrestBed
+from tests.processes import Proc, Stack, base_env
+from tests.receiver import Receiver
 from tests.support import digest_body, wait_until
 
 pytestmark = pytest.mark.integration

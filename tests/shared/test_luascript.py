@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.luascript import LuaScript
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -15,9 +16,9 @@ INCR_BY = LuaScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
 
 
 @pytest.fixture
-async def redis(private_redis: object) -> AsyncIterator[Redis]:
+async def redis(private_redis: RedisServer) -> AsyncIterator[Redis]:
     # A Redis of this test's own: it counts commands and flushes the script cache.
-    client = Redis.from_url(private_redis.url)  # type: ignore[attr-defined]
+    client = Redis.from_url(private_redis.url)
     yield client
     await client.aclose()
 
