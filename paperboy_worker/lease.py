@@ -37,7 +37,8 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from shared import keys
+from shared import arqstore, keys
+from shared.luascript import LuaScript
 from shared.queue import enqueue_digest
 from shared.settings import Settings
 from shared.tasks import TaskRepository
@@ -89,7 +90,7 @@ return 1
 
 # Sight the overdue leases, forget sightings of leases that are gone, and return the lapsed
 # leases sighted at least a grace ago.
-_SWEEP = (
+_SWEEP = LuaScript(
     _NOW
     + """
 local lease_ms, grace_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -110,7 +111,7 @@ return due
 
 # The check and the reap in one step: a holder that renewed since the sweep keeps its lease and
 # arq's claim. Returns 0 (still held), 1 (lease dropped), 2 (job queued again), 3 (no job left).
-_REAP = (
+_REAP = LuaScript(
     _NOW
     + """
 local task_id, grace_ms, requeue = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -268,9 +269,7 @@ async def reap(
 
 async def lapsed(redis: ArqRedis, *, lease_ms: int, grace_ms: int) -> list[str]:
     """Sight overdue leases; the task ids whose lease lapsed and was sighted a grace ago."""
-    due = await redis.eval(  # type: ignore[misc]
-        _SWEEP, 2, keys.LEASES, keys.LEASE_SIGHTINGS, str(lease_ms), str(grace_ms)
-    )
+    due = await _SWEEP(redis, [keys.LEASES, keys.LEASE_SIGHTINGS], [str(lease_ms), str(grace_ms)])
     return [task_id.decode() for task_id in due]
 
 
@@ -278,19 +277,15 @@ async def reap_one(redis: ArqRedis, task_id: str, *, grace_ms: int, requeue: boo
     """Drop a lapsed lease and, with `requeue`, arq's claim on the job, in one atomic step that
     first checks the lease is still lapsed; True when the job was made runnable again."""
     job_id = keys.digest_job_id(task_id)
-    outcome = await redis.eval(  # type: ignore[misc]
-        _REAP,
-        6,
-        keys.LEASES,
-        keys.LEASE_SIGHTINGS,
-        keys.lease_key(task_id),
-        keys.ARQ_IN_PROGRESS + job_id,
-        keys.ARQ_JOB + job_id,
-        keys.QUEUE,
-        task_id,
-        str(grace_ms),
-        "1" if requeue else "0",
-        job_id,
+    outcome = await _REAP(
+        redis,
+        [
+            keys.LEASES,
+            keys.LEASE_SIGHTINGS,
+            keys.lease_key(task_id),
+            *arqstore.reclaim_keys(job_id),
+        ],
+        [task_id, str(grace_ms), "1" if requeue else "0", job_id],
     )
     if outcome == NO_JOB:
         await enqueue_digest(redis, task_id)

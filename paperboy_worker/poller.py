@@ -5,10 +5,12 @@ retries plain commands, but a connection that dies under `WATCH` (arq claims eac
 surfaces as `WatchError` at once, and a Redis that stays away outlasts any command retry. Here a
 failed poll is logged and retried with bounded back-off while jobs already running carry on.
 
-This is the one place that reaches into arq's `Worker`: `_poll_iteration` is wrapped, and the
-slot `start_jobs` takes for the job it is claiming (`job_counter`, `sem`) is given back when the
-claim fails on the connection, or every outage would shrink the worker by one job until it
-stopped taking any. `tests/worker/test_poller.py` pins both to the installed arq.
+This is the one place that reaches into arq's `Worker` (its keys and job format are
+`shared/arqstore.py`'s): `_poll_iteration` is wrapped, and the slot `start_jobs` takes for the
+job it is claiming (`job_counter`, `sem`) is given back when the claim fails on the connection,
+or every outage would shrink the worker by one job until it stopped taking any.
+`tests/shared/test_arq_contract.py` pins these hooks to the installed arq, next to every other
+assumption about arq's internals; `tests/worker/test_poller.py` runs them.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from paperboy_worker.llm import LLMWriter, llm_client, llm_model
 from paperboy_worker.pipeline.writer import OfflineWriter, Writer
 from paperboy_worker.reconcile import reap_leases, reconcile
 from paperboy_worker.retention import clean_up
-from shared import keys, queue
+from shared import arqstore, keys, queue
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.ratelimit import RateLimiter
@@ -192,5 +192,5 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "queue_read_limit": max(100, settings.worker_max_jobs * 20),
         "job_completion_wait": settings.worker_shutdown_grace,
         "health_check_interval": 30,
-        "health_check_key": f"{keys.QUEUE}:health-check:{socket.gethostname()}",
+        "health_check_key": arqstore.health_check_key(socket.gethostname()),
     }

@@ -9,14 +9,11 @@ DELIVER_CALLBACK = "deliver_callback"
 FETCH_SOURCES = "fetch_sources"
 DAILY_RUN = "daily_run"
 
-# Redis keys of our own (arq's own keys start with "arq:")
+# Redis keys of our own; arq's own keys are named in `shared.arqstore`, from arq's constants.
 PREFIX = "paperboy:"
 LEASES = PREFIX + "leases"  # zset task_id -> lease expiry (Redis time, unix ms)
 LEASE_SIGHTINGS = PREFIX + "lease-sightings"  # hash task_id -> when a reaper saw it overdue
 WORKERS = PREFIX + "workers"  # zset worker_id -> last heartbeat (Redis time, unix ms)
-ARQ_IN_PROGRESS = "arq:in-progress:"
-ARQ_JOB = "arq:job:"
-ARQ_RESULT = "arq:result:"
 
 RATELIMIT = PREFIX + "ratelimit:"
 

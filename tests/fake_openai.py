@@ -4,8 +4,9 @@
 block in the user message, with realistic `usage`; `GET /v1/models` lists the one model. It can
 be slow (`latency`), take a random while of up to `transit` seconds to "receive" a request (a
 network's varying delay before the provider counts it), enforce its own requests-per-window limit (429 with `Retry-After`, counted
-in `refused`), require an API key, and play a script of failures (`fail_next`). Every request is
-logged. Run it in-process (`with FakeOpenAI() as fake: ... fake.url`) or on its own:
+in `refused`), require an API key, play a script of failures (`fail_next`), and put a NUL inside
+every text it writes (`nul`), as a real model's output now and then carries one. Every request
+is logged. Run it in-process (`with FakeOpenAI() as fake: ... fake.url`) or on its own:
 
     python -m tests.fake_openai --port 8011 --rpm 30
 """
@@ -96,6 +97,7 @@ class FakeOpenAI:
         window: float = 60.0,
         retry_after: float | None = None,
         hang_seconds: float = 5.0,
+        nul: bool = False,
         port: int = 0,
     ) -> None:
         self.model = model
@@ -106,6 +108,7 @@ class FakeOpenAI:
         self.window = window
         self.retry_after = retry_after  # what scripted 429/503 answers ask for; None: computed
         self.hang_seconds = hang_seconds
+        self.nul = nul
         self.port = port
         self.requests: list[LoggedRequest] = []
         self.refused = 0  # 429s the rate limit answered (scripted ones not included)
@@ -224,7 +227,8 @@ class FakeOpenAI:
         elif failure in (Failure.REFUSAL, Failure.EMPTY):
             content = None if failure is Failure.REFUSAL else ""
         else:
-            content = json.dumps(_valid_answer(schema, data))
+            valid = _valid_answer(schema, data)
+            content = json.dumps(_with_nul(valid) if self.nul else valid)
         refusal = "I can't help with that." if failure is Failure.REFUSAL else None
         with self.lock:
             self.completions += 1
@@ -330,6 +334,18 @@ def _valid_answer(schema: str | None, data: dict[str, Any]) -> dict[str, Any]:
         first = titles[0] if titles else "nothing"
         return {"highlights": [f"{len(titles)} picks today.", f"Start with {first}."]}
     return {}
+
+
+def _with_nul(value: Any, key: str | None = None) -> Any:
+    """`value` with a NUL after the first word of every text in it; ids are left whole, since an
+    id the model mangled is another failure (an unknown pick)."""
+    if isinstance(value, dict):
+        return {name: _with_nul(inner, name) for name, inner in value.items()}
+    if isinstance(value, list):
+        return [_with_nul(inner, key) for inner in value]
+    if isinstance(value, str) and key != "id":
+        return value.replace(" ", "\u0000 ", 1)
+    return value
 
 
 def main() -> None:

@@ -15,8 +15,9 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import Proc, Receiver, Stack, base_env
-from tests.integration.test_digest_flow import FlakyArxiv
+from tests.fake_arxiv import FlakyArxiv
+from tests.processes import Proc, Stack, base_env
+from tests.receiver import Receiver
 from tests.support import API_KEY, ROOT, digest_body, wait_until
 
 pytestmark = pytest.mark.integration

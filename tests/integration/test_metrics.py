@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Proc, Receiver, Stack, base_env
+from tests.processes import Proc, Stack, base_env
+from tests.receiver import Receiver
 from tests.support import API_KEY, digest_body, wait_until
 
 pytestmark = pytest.mark.integration

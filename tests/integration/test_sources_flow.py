@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Proc, Receiver, Stack, base_env
-from tests.integration.test_digest_flow import FlakyArxiv
+from tests.fake_arxiv import FlakyArxiv
+from tests.processes import Proc, Stack, base_env
+from tests.receiver import Receiver
 from tests.support import digest_body, wait_until
 
 pytestmark = pytest.mark.integration

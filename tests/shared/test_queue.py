@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from arq.jobs import Job, JobStatus
 
-from shared import keys, queue
+from shared import arqstore, keys, queue
 from shared.settings import Settings
 from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT
 
@@ -33,12 +33,12 @@ async def test_a_job_enqueued_here_reads_back_through_arq(redis: queue.ArqRedis)
         assert info is not None
         assert info.function == keys.GENERATE_DIGEST
         assert list(info.args) == [task_id]
-        assert 0 < await redis.pttl(keys.ARQ_JOB + task_id) <= 3 * 86_400_000
+        assert 0 < await redis.pttl(arqstore.job_key(task_id)) <= 3 * 86_400_000
         # Refused while queued, by us and by arq alike.
         assert not await queue.enqueue_digest(redis, task_id)
         assert await redis.enqueue_job(keys.GENERATE_DIGEST, task_id, _job_id=task_id) is None
     finally:
-        await redis.delete(keys.ARQ_JOB + task_id)
+        await redis.delete(arqstore.job_key(task_id))
         await redis.zrem(keys.QUEUE, task_id)
 
 
@@ -54,5 +54,5 @@ async def test_a_deferred_job_waits_for_its_score(redis: queue.ArqRedis) -> None
         assert info is not None
         assert list(info.args) == [task_id, "fetch"]
     finally:
-        await redis.delete(keys.ARQ_JOB + keys.callback_job_id(task_id, "fetch"))
+        await redis.delete(arqstore.job_key(keys.callback_job_id(task_id, "fetch")))
         await redis.zrem(keys.QUEUE, keys.callback_job_id(task_id, "fetch"))

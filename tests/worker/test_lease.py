@@ -10,7 +10,7 @@ import pytest
 from arq.connections import ArqRedis
 
 from paperboy_worker.lease import Heartbeat, lapsed, reap_one, sighting_grace_ms
-from shared import keys
+from shared import arqstore, keys
 from shared.presence import redis_now_ms
 from shared.settings import Settings
 
@@ -126,7 +126,7 @@ async def test_a_lease_nobody_renews_is_reaped_after_the_grace(redis: ArqRedis) 
 async def test_the_reap_checks_again_and_spares_a_lease_renewed_since(redis: ArqRedis) -> None:
     heartbeat = Heartbeat(redis, SETTINGS, "w1")
     await heartbeat.acquire(TASK, 1)
-    await redis.set(keys.ARQ_IN_PROGRESS + TASK, b"1")
+    await redis.set(arqstore.in_progress_key(TASK), b"1")
 
     async def reapable() -> bool:
         return await due(redis) == [TASK]
@@ -135,15 +135,15 @@ async def test_the_reap_checks_again_and_spares_a_lease_renewed_since(redis: Arq
     await heartbeat.beat()  # the holder renews between the sweep and the reap
 
     assert not await reap_one(redis, TASK, grace_ms=GRACE_MS, requeue=True)
-    assert await redis.exists(keys.ARQ_IN_PROGRESS + TASK)
+    assert await redis.exists(arqstore.in_progress_key(TASK))
     assert await redis.get(keys.lease_key(TASK)) == b"w1:1"
 
 
 async def test_a_reaped_job_is_runnable_again_under_its_own_id(redis: ArqRedis) -> None:
     heartbeat = Heartbeat(redis, SETTINGS, "w1")
     await heartbeat.acquire(TASK, 1)
-    await redis.set(keys.ARQ_IN_PROGRESS + TASK, b"1")
-    await redis.set(keys.ARQ_JOB + TASK, b"{}")
+    await redis.set(arqstore.in_progress_key(TASK), b"1")
+    await redis.set(arqstore.job_key(TASK), b"{}")
 
     async def reapable() -> bool:
         return await due(redis) == [TASK]
@@ -151,7 +151,7 @@ async def test_a_reaped_job_is_runnable_again_under_its_own_id(redis: ArqRedis) 
     await eventually(reapable)
 
     assert await reap_one(redis, TASK, grace_ms=GRACE_MS, requeue=True)
-    assert not await redis.exists(keys.ARQ_IN_PROGRESS + TASK)
+    assert not await redis.exists(arqstore.in_progress_key(TASK))
     assert await redis.zscore(keys.QUEUE, TASK) is not None
     assert not await redis.exists(keys.lease_key(TASK))
 

@@ -1,4 +1,5 @@
-"""The worker's poll loop outlives Redis connection errors; pinned to the installed arq."""
+"""The worker's poll loop outlives Redis connection errors (the arq hooks it relies on are pinned
+in tests/shared/test_arq_contract.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from paperboy_worker.poller import BACKOFF_CAP_SECONDS, PaperboyWorker, backoff_seconds
 from shared import keys
-from tests.conftest import RedisServer
+from tests.redis_server import RedisServer
 from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT
 
 pytestmark = pytest.mark.integration

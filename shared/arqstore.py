@@ -1,0 +1,129 @@
+"""Everything that reads or writes arq's Redis keys or its job format.
+
+arq's public API would cost three round trips per enqueue and no way to drop a claim; these few
+operations reach under it instead. Each leans on how arq 0.28 lays out its data, so they live
+here together, take every key name from `arq.constants`, and
+`tests/shared/test_arq_contract.py` checks each assumption against the installed arq. The
+worker's subclass hooks on arq's `Worker` are in `paperboy_worker/poller.py`, pinned by the same
+test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from arq.connections import ArqRedis
+from arq.constants import (
+    health_check_key_suffix,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.jobs import Job, JobStatus, serialize_job
+from arq.utils import timestamp_ms
+
+from shared.keys import QUEUE
+from shared.luascript import LuaScript
+
+# A job's key must outlive its whole retry schedule: arq never refreshes it.
+JOB_EXPIRES = timedelta(days=3)
+
+
+def job_key(job_id: str) -> str:
+    """string: the serialized job, as long as it is queued or running."""
+    return job_key_prefix + job_id
+
+
+def in_progress_key(job_id: str) -> str:
+    """string: a worker's claim on the job while it runs; arq skips a job that has one."""
+    return in_progress_key_prefix + job_id
+
+
+def result_key(job_id: str) -> str:
+    """string: the finished job's result, kept for `keep_result`; it blocks a new enqueue."""
+    return result_key_prefix + job_id
+
+
+def retry_key(job_id: str) -> str:
+    """string: how many times the job was started, so a reclaimed job counts as a new try."""
+    return retry_key_prefix + job_id
+
+
+def health_check_key(host: str) -> str:
+    return f"{QUEUE}{health_check_key_suffix}:{host}"
+
+
+def serialize(data: dict[str, Any]) -> bytes:
+    """JSON instead of arq's default pickle: whoever can write to Redis cannot run code."""
+    return json.dumps(data, default=repr).encode()
+
+
+def deserialize(raw: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(raw)
+    return value
+
+
+# arq's `enqueue_job` in one round trip instead of three (WATCH/EXISTS, then MULTI/PSETEX/ZADD/
+# EXEC): the same keys, job format and refusal of an id that is queued, running or has a result,
+# checked and written atomically by the server. Enqueueing is most of the API's work per request.
+_ENQUEUE = LuaScript(
+    """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+)
+
+
+async def enqueue(
+    redis: ArqRedis, function: str, job_id: str, *args: Any, defer: float = 0
+) -> bool:
+    """Queue `function(*args)` under `job_id`; False when that id is already known to arq."""
+    now = timestamp_ms()
+    job = serialize_job(function, args, {}, None, now, serializer=serialize)
+    expires_ms = int(JOB_EXPIRES.total_seconds() * 1000)
+    created = await _ENQUEUE(
+        redis,
+        [job_key(job_id), result_key(job_id), QUEUE],
+        [expires_ms, job, now + int(defer * 1000), job_id],
+    )
+    return bool(created)
+
+
+async def job_status(redis: ArqRedis, job_id: str) -> JobStatus:
+    job = Job(job_id, redis, _queue_name=QUEUE, _deserializer=deserialize)
+    status: JobStatus = await job.status()
+    return status
+
+
+async def queue_summary(redis: ArqRedis) -> dict[str, Any]:
+    """Queued (runnable now), deferred (waiting for a retry or a spread start), running."""
+    now = time.time() * 1000
+    entries = await redis.zrange(QUEUE, 0, -1, withscores=True)
+    ids = [member.decode() for member, _ in entries]
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(in_progress_key(job_id))
+        running_flags = await pipe.execute() if ids else []
+    waiting = [
+        score for (_, score), running in zip(entries, running_flags, strict=True) if not running
+    ]
+    queued_scores = [score for score in waiting if score <= now]
+    return {
+        "queued": len(queued_scores),
+        "running": sum(1 for flag in running_flags if flag),
+        "deferred": len(waiting) - len(queued_scores),
+        "oldest_queued_age_s": round((now - min(queued_scores)) / 1000, 3) if queued_scores else 0,
+    }
+
+
+def reclaim_keys(job_id: str) -> list[str]:
+    """The keys a script needs to make a claimed job runnable again at once: arq's claim (to
+    delete), the job (which must still exist) and the queue (to score it now). arq then picks it
+    up at its next poll as a new try of the same job, its retry count kept."""
+    return [in_progress_key(job_id), job_key(job_id), QUEUE]
