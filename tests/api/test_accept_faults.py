@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from paperboy_api.app import create_app
 from shared import keys
-from tests.api.conftest import supabase_settings
+from tests.api.support import supabase_settings
 from tests.redis_server import RedisServer
 from tests.shared.fake_postgrest import FakePostgrest
 from tests.support import API_KEY, digest_body
