@@ -1,8 +1,4 @@
-"""Rows for the dashboard's history: digest tasks and email deliveries on chosen days.
-
-The deliveries table belongs to the email delivery work; until its DDL is in the SQLite schema,
-`create_deliveries_table` makes it here with the same columns (and leaves an existing one alone).
-"""
+"""Rows for the dashboard's history: digest tasks and email deliveries on chosen days."""
 
 from __future__ import annotations
 
@@ -15,30 +11,12 @@ from shared.models import DigestTask, TaskStatus, Usage, stamp
 from shared.store import Backend
 from shared.tasks import TaskRepository
 
-DELIVERIES_DDL = f"""
-CREATE TABLE IF NOT EXISTS {keys.EMAIL_DELIVERIES} (
-    delivery_key TEXT PRIMARY KEY NOT NULL,
-    kind TEXT NOT NULL,
-    user_id TEXT,
-    email TEXT,
-    source_date TEXT,
-    task_id TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    provider_message_id TEXT,
-    error TEXT,
-    first_send_at TEXT,
-    sent_at TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-"""
 
-
-def create_deliveries_table(path: Path) -> None:
+def drop_deliveries_table(path: Path) -> None:
+    """The store as the live project has it before the deliveries migration runs."""
     connection = sqlite3.connect(path)
     try:
-        connection.executescript(DELIVERIES_DDL)
+        connection.execute(f"DROP TABLE {keys.EMAIL_DELIVERIES}")
     finally:
         connection.close()
 

@@ -13,8 +13,11 @@ from paperboy_api import chart, history
 from shared.models import TaskStatus
 from shared.store import Backend
 from shared.store.sqlite import SqliteBackend
-from tests.history_rows import add_delivery, add_digest, create_deliveries_table
+from shared.store.supabase import SupabaseBackend
+from tests.history_rows import add_delivery, add_digest
+from tests.shared.fake_postgrest import FakePostgrest
 
+SUPABASE_URL, SUPABASE_KEY = "http://supabase.test", "service-key"
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
 
@@ -25,13 +28,20 @@ def day(back: int, hour: int = 9, minute: int = 0) -> datetime:
     )
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Backend]:
-    backend = SqliteBackend(tmp_path / "store.db")
-    await backend.open()
-    create_deliveries_table(tmp_path / "store.db")
-    yield backend
-    await backend.close()
+@pytest.fixture(params=["sqlite", "supabase"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each test on a SQLite file, and on PostgREST that cuts every answer at three rows."""
+    if request.param == "sqlite":
+        backend: Backend = SqliteBackend(tmp_path / "store.db")
+        await backend.open()
+        yield backend
+        await backend.close()
+        return
+    with FakePostgrest(SUPABASE_URL, SUPABASE_KEY, max_rows=3).mocked():
+        backend = SupabaseBackend(SUPABASE_URL, SUPABASE_KEY)
+        await backend.open()
+        yield backend
+        await backend.close()
 
 
 def numbers(past: history.History) -> dict[date, tuple[int, int, int, int, float]]:
