@@ -131,8 +131,8 @@ async def _history(state: AppState, now: datetime, problems: list[str]) -> histo
         return None
     if past.truncated:
         problems.append(
-            f"The last days hold more rows than the dashboard reads "
-            f"({history.PAGE * history.MAX_PAGES} a table); the chart counts only those."
+            f"The last days hold more rows than the dashboard reads ({history.MAX_PAGES} pages "
+            f"of {history.PAGE} a table): the chart and deliveries count only the earliest."
         )
     return past
 

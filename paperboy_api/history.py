@@ -1,7 +1,7 @@
 """What the last days looked like, read from the store: digests, emails and LLM cost per day, and
 the latest day's email deliveries.
 
-Every read is bounded by a window on an indexed timestamp and names only the columns it needs.
+Every read is bounded by a window on a timestamp and names only the columns it needs.
 PostgREST cuts a long answer at its `max-rows` without a word, so a window is read in pages that
 follow the timestamp and stops at an empty page, never at a short one.
 """
@@ -20,10 +20,11 @@ from shared.store.base import TABLES
 
 DAYS = 14
 PAGE = 1000
-MAX_PAGES = 20  # a window beyond PAGE * MAX_PAGES rows is shown as truncated
+MAX_PAGES = 20  # reads of one table; a window that needs more is shown as truncated
 # A digest is counted on the day it ended; reading from a day earlier by `created_at` (indexed)
 # still finds one that started before midnight and ended after.
 STARTED_BEFORE = timedelta(days=1)
+# As shared/deliveries.py on the delivery branch names them (DeliveryState), in their order.
 DELIVERY_STATES = (
     "pending",
     "generating",
