@@ -20,14 +20,14 @@ from starlette.authentication import AuthenticationError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from paperboy_api import auth, session
+from paperboy_api import auth, chart, history, session
 from paperboy_api.auth import Refused, check_key, presented_key, same_origin
 from paperboy_api.digests import TASK_ID
 from paperboy_api.errors import ApiError
 from paperboy_api.state import AppState, app_state
 from paperboy_api.throttle import client_address
 from shared import queue
-from shared.errors import StoreError
+from shared.errors import StoreError, StoreRejectedError
 from shared.models import DigestTask, TaskStatus, utcnow
 from shared.presence import live_workers
 
@@ -108,10 +108,33 @@ async def dashboard(request: Request) -> Response:
     if open_session is None:
         expired = session.COOKIE in request.cookies
         return _login_page(message="Your session has expired; log in again." if expired else None)
+    now = utcnow()
     snapshot = await _snapshot(app_state(request))
+    past = await _history(app_state(request), now, snapshot["problems"])
     return _page(
-        "dashboard.html", notice=_notice(request), now=utcnow(), failed_limit=FAILED, **snapshot
+        "dashboard.html",
+        notice=_notice(request),
+        now=now,
+        failed_limit=FAILED,
+        history=past,
+        chart=chart.build(past.days) if past else None,
+        **snapshot,
     )
+
+
+async def _history(state: AppState, now: datetime, problems: list[str]) -> history.History | None:
+    # A refusal counts too: until the deliveries table is migrated, the store says it is missing.
+    try:
+        past = await history.load(state["backend"], now)
+    except (StoreError, StoreRejectedError) as exc:
+        problems.append(f"The last days could not be read: {exc.message}")
+        return None
+    if past.truncated:
+        problems.append(
+            f"The last days hold more rows than the dashboard reads ({history.MAX_PAGES} pages "
+            f"of {history.PAGE} a table): the chart and deliveries count only the earliest."
+        )
+    return past
 
 
 async def _snapshot(state: AppState) -> dict[str, Any]:

@@ -42,6 +42,7 @@ DIGEST_TASKS = TABLE_PREFIX + "digest_tasks"
 FETCH_TASKS = TABLE_PREFIX + "fetch_tasks"
 DAILY_SOURCES = TABLE_PREFIX + "daily_sources"
 IDEMPOTENCY_KEYS = TABLE_PREFIX + "idempotency_keys"
+EMAIL_DELIVERIES = TABLE_PREFIX + "email_deliveries"
 PROFILES = "profiles"
 
 

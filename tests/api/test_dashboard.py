@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,10 @@ from starlette.testclient import TestClient
 from paperboy_api import session
 from paperboy_api.app import create_app
 from shared import keys
+from shared.models import TaskStatus
 from shared.settings import ApiSettings
+from shared.store.sqlite import SqliteBackend
+from tests.history_rows import add_delivery, add_digest, drop_deliveries_table, midnight
 from tests.support import API_KEY, REDIS_DB, REDIS_HOST, REDIS_PORT, SESSION_SECRET, digest_body
 
 ORIGIN = "http://testserver"
@@ -335,3 +342,98 @@ def test_dashboard_buttons_act_and_return_to_the_page(redis_client: TestClient) 
     assert retried.status_code == 303
     assert again.status_code == 409
     assert "Only failed or cancelled tasks can be retried" in again.text
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+HOSTILE_EMAIL = '<img src=x onerror=alert(1)>@"><script>alert(2)</script>'
+HOSTILE_ERROR = "<script>alert(3)</script> refused"
+HOSTILE_STATE = '"><b>bold</b>'
+
+
+async def _seed(path: Path) -> None:
+    store = SqliteBackend(path)
+    await store.open()
+    try:
+        today = midnight(datetime.now(UTC))
+        yesterday = today - timedelta(days=1)
+        await add_digest(store, "t1", TaskStatus.COMPLETED, today + timedelta(minutes=1), 0.25)
+        await add_digest(store, "t2", TaskStatus.COMPLETED, today + timedelta(minutes=2), 0.25)
+        await add_digest(store, "t3", TaskStatus.FAILED, today + timedelta(minutes=3), 0.1)
+        await add_digest(store, "t4", TaskStatus.COMPLETED, yesterday + timedelta(hours=5), 0.2)
+        source_date = f"{yesterday.date()}"
+        sent = today + timedelta(minutes=4)
+        await add_delivery(store, "ok", "sent", sent, source_date=source_date, sent=sent)
+        await add_delivery(
+            store, "bad", "failed", sent, source_date=source_date, error=HOSTILE_ERROR
+        )
+        await add_delivery(
+            store, "odd", HOSTILE_STATE, sent, source_date=source_date, email=HOSTILE_EMAIL
+        )
+    finally:
+        await store.close()
+
+
+def _chart(page: str) -> ET.Element:
+    found = re.search(r'<svg id="history-chart".*?</svg>', page, re.DOTALL)
+    assert found is not None
+    return ET.fromstring(found.group(0))
+
+
+def test_the_dashboard_draws_the_last_days_and_the_days_deliveries(
+    tmp_path: Path, redis_url: str
+) -> None:
+    asyncio.run(_seed(tmp_path / "api.db"))
+    with make_client(tmp_path, redis_url) as client:
+        log_in(client)
+        response = client.get("/dashboard")
+    page = response.text
+    svg = _chart(page)
+    bars = [rect for rect in svg.iter(f"{SVG}rect") if "day-bar" in rect.get("class", "").split()]
+    today = datetime.now(UTC).date()
+
+    assert response.status_code == 200
+    assert svg.findtext(f"{SVG}title", "").startswith("Digests, emails and LLM cost per day")
+    assert "3 digests completed, 1 failed, 1 emails sent, 1 failed" in svg.findtext(
+        f"{SVG}desc", ""
+    )
+    assert sorted(rect.get("class", "") for rect in bars) == [
+        "day-bar digests_completed",
+        "day-bar digests_completed",
+        "day-bar digests_failed",
+        "day-bar emails_failed",
+        "day-bar emails_sent",
+    ]
+    assert all(float(rect.get("height", "0")) > 0 for rect in bars)
+    assert all(rect.findtext(f"{SVG}title") for rect in bars)
+    assert len(list(svg.iter(f"{SVG}circle"))) == 14 + 1  # a point a day, and the legend's
+    assert f"{today}: 2 digests completed" in [rect.findtext(f"{SVG}title") for rect in bars]
+    assert (
+        f'<tr data-day="{today}"><td>{today}</td><td class="num">2</td><td class="num">1</td>'
+        '<td class="num">1</td><td class="num">1</td><td class="num">$0.6000</td></tr>'
+    ) in page
+    assert f"3: the digests of {today - timedelta(days=1)} and today" in page
+    assert '<span class="badge state-failed" data-state="failed">failed: 1</span>' in page
+    # Whatever the store holds is text on the page, never markup.
+    assert "<script" not in page
+    assert "<b>bold</b>" not in page
+    assert "&lt;script&gt;alert(3)&lt;/script&gt; refused" in page
+    assert "&lt;i\u2026@&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in page
+    assert 'class="badge state-&#34;&gt;&lt;b&gt;bold&lt;/b&gt;"' in page
+    assert "ok@" not in page and "ada.lovelace" not in page  # addresses are masked
+
+
+def test_without_the_deliveries_table_the_dashboard_names_the_problem(
+    tmp_path: Path, redis_url: str
+) -> None:
+    asyncio.run(_seed(tmp_path / "api.db"))
+    with make_client(tmp_path, redis_url) as client:
+        # As on a live project where the deliveries migration has not run yet.
+        drop_deliveries_table(tmp_path / "api.db")
+        log_in(client)
+        response = client.get("/dashboard")
+
+    assert response.status_code == 200
+    assert "The last days could not be read: sqlite: no such table" in response.text
+    assert "The history could not be read." in response.text
+    assert 'id="recent"' in response.text
+    assert 'data-task-id="t4"' in response.text

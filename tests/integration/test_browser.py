@@ -1,9 +1,11 @@
 """A real headless Chromium against real API and worker processes: the dashboard's login, retry
-button and auto-refresh, and a digest whose user text is hostile HTML."""
+button, auto-refresh and history chart, and a digest whose user text is hostile HTML."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from shared.store.sqlite import SqliteBackend
 from tests.fake_arxiv import FlakyArxiv
+from tests.history_rows import add_fortnight
 from tests.processes import Proc, Stack, base_env
 from tests.receiver import Receiver
 from tests.support import API_KEY, ROOT, digest_body, wait_until
@@ -51,6 +55,7 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP reports land there
     # A path to the driver means Selenium Manager never runs, so nothing is downloaded.
     service = Service(
         executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")
@@ -171,3 +176,55 @@ def test_a_digest_shows_hostile_user_text_as_text(
     assert browser.find_elements(By.TAG_NAME, "b") == []
     assert browser.find_elements(By.TAG_NAME, "img") == []
     assert f"Hi {HOSTILE_NAME}, here is what stood out" in text
+
+
+async def _fortnight(path: Path) -> None:
+    store = SqliteBackend(path)
+    await store.open()
+    try:
+        await add_fortnight(store, datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+def test_dashboard_draws_the_fortnight_in_a_real_browser(
+    redis_url: str,
+    tmp_path: Path,
+    start_api: Callable[[dict[str, str]], Stack],
+    browser: WebDriver,
+) -> None:
+    asyncio.run(_fortnight(tmp_path / "paperboy.db"))
+    stack = start_api(base_env(redis_url, tmp_path / "paperboy.db"))
+
+    log_in(browser, stack)
+    chart = browser.find_element(By.ID, "history-chart")
+    bars = browser.find_elements(By.CSS_SELECTOR, "#history-chart rect.day-bar")
+    points = browser.find_elements(By.CSS_SELECTOR, "#history-chart g.cost circle")
+    day_labels = [
+        e.text for e in browser.find_elements(By.CSS_SELECTOR, "#history-chart .axis-days text")
+    ]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#deliveries tbody tr")
+    totals = browser.find_element(By.CSS_SELECTOR, "#deliveries .totals").text
+    first_state = rows[0].find_element(By.CSS_SELECTOR, ".badge").text if rows else ""
+    browser.execute_script("document.getElementById('history').scrollIntoView()")
+    screenshot(browser, "dashboard-chart.png")
+    blocked = [
+        e["message"] for e in browser.get_log("browser") if "Content Security" in e["message"]
+    ]
+
+    assert chart.size["width"] > 600
+    assert chart.size["height"] > 150
+    # 13 days with digests and emails, 4 of them with failures on top of both: 26 + 2 * 4 bars.
+    assert len(bars) == 34
+    # Drawn at the height the server computed: no page style may resize a bar.
+    zoom = chart.size["height"] / float(chart.get_attribute("height") or 1)
+    for bar in bars:
+        drawn = float(bar.get_attribute("height") or 0) * zoom
+        assert bar.size["width"] > 0
+        assert abs(bar.size["height"] - drawn) < 1.5, bar.get_attribute("class")
+    assert len(points) == 14
+    assert len(day_labels) == 15 and day_labels[-1] == "day (UTC)"
+    assert "sent:" in totals and "ambiguous: 1" in totals and "sending: 1" in totals
+    assert first_state in {"failed", "ambiguous"}
+    assert len(rows) == 5
+    assert blocked == []
