@@ -114,13 +114,12 @@ class LLMWriter:
 
     async def analyse(self, pick: Pick, profile: Profile) -> Step[Analysis]:
         item = pick.item
-        if item.kind == "news":
-            answer = await self._ask(prompts.news_analysis(item, profile))
-        else:
-            answer = await self._ask(prompts.analysis(item, profile))
+        news = item.kind == "news"
+        prompt = prompts.news_analysis(item, profile) if news else prompts.analysis(item, profile)
+        answer = await self._ask(prompt)
         analysis = _analysis(answer.output) if answer.output else None
         if analysis is None:
-            self._fell_back(prompts.ANALYSIS, answer.problem or "blank_fields", item.item_id)
+            self._fell_back(prompt.schema_name, answer.problem or "blank_fields", item.item_id)
             return Step(offline.analyse(item, profile), answer.usage, degraded=True)
         return Step(analysis, answer.usage)
 
