@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install system venv run test test-fast lint format typecheck bench check-migrations worker api clean
+.PHONY: install system venv run test test-fast lint format typecheck bench smoke check-migrations worker api clean
 
 install: system venv
 
@@ -51,6 +51,10 @@ check-migrations:
 
 bench: install
 	$(PY) -m bench
+
+# One ranking, one analysis and one highlights call against the configured LLM provider.
+smoke: venv
+	$(PY) scripts/smoke.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

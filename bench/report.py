@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from bench import enqueue, llm_bound, memory, overhead, pickup, profile, retry_cost
+from bench import enqueue, llm_bound, memory, overhead, pickup, profile, quality, retry_cost
 from bench.servers import ROOT
 from bench.stats import spread
 
@@ -514,6 +514,68 @@ def _retry(doc: Doc, r: retry_cost.Result) -> None:
     )
 
 
+def _quality(doc: Doc, r: quality.Result) -> None:
+    doc.add(
+        f"## 8. Digest quality: recall@{r.k} on a corpus with planted relevant items",
+        "",
+        quality.__doc__.split("\n\n", 1)[1].strip() if quality.__doc__ else "",
+        "",
+        f"Each day: {r.papers} papers and {r.news} news items; {len(r.cases) // 2} reader "
+        f"profiles; {r.llm_calls} ranking calls to the local provider, {r.llm_degraded} of them "
+        "unusable (fell back to the offline ranking).",
+        "",
+    )
+
+    def row(name: str, kind: quality.Kind | None) -> list[str]:
+        return [
+            name,
+            _pct(r.recall(lambda c: c.offline_hits, kind)),
+            _pct(r.recall(lambda c: c.llm_hits, kind)),
+            _pct(r.recall(lambda c: c.shortlisted, kind)),
+        ]
+
+    header = [
+        "",
+        f"offline recall@{r.k}",
+        f"LLM recall@{r.k}",
+        f"shortlist recall@{r.ranking_input}",
+    ]
+    doc.table(header, [row("papers", "paper"), row("news", "news"), row("all", None)])
+    doc.table(
+        [
+            "profile",
+            "kind",
+            "planted",
+            f"offline hits in {r.k}",
+            f"LLM hits in {r.k}",
+            "shortlisted",
+        ],
+        [
+            [
+                c.topic,
+                c.kind,
+                str(c.planted),
+                str(c.offline_hits),
+                str(c.llm_hits),
+                str(c.shortlisted),
+            ]
+            for c in r.cases
+        ],
+    )
+    offline_all = r.recall(lambda c: c.offline_hits)
+    llm_all = r.recall(lambda c: c.llm_hits)
+    ceiling = r.recall(lambda c: c.shortlisted)
+    compared = (
+        "the same as" if llm_all == offline_all else "above" if llm_all > offline_all else "below"
+    )
+    doc.add(
+        f"Measured: the LLM path's recall@{r.k} ({_pct(llm_all)}) is {compared} the offline "
+        f"path's ({_pct(offline_all)}); the shortlist passed {_pct(ceiling)} of the planted items "
+        "to the ranking step, which bounds both.",
+        "",
+    )
+
+
 def _memory(doc: Doc, r: memory.Result, imports: Sequence[tuple[str, float]]) -> None:
     doc.add(
         "## 6. Memory",
@@ -825,6 +887,8 @@ def render(
         _memory(body, results["memory"], prof.imports_mib if prof else [])
     if "llm" in results:
         _scaling(body, results["llm"])
+    if "quality" in results:
+        _quality(body, results["quality"])
     if "profile" in results:
         _profiles(body, results["profile"])
 

@@ -17,7 +17,7 @@ from paperboy_worker.daily import catch_up, daily_cron, daily_run
 from paperboy_worker.digest_job import generate_digest
 from paperboy_worker.fetch_job import fetch_sources
 from paperboy_worker.lease import Heartbeat
-from paperboy_worker.llm import LLMWriter, llm_client, llm_model
+from paperboy_worker.llm import LLMWriter, llm_budgets, llm_client, llm_model
 from paperboy_worker.pipeline.writer import OfflineWriter, Writer
 from paperboy_worker.reconcile import reap_leases, reconcile
 from paperboy_worker.retention import clean_up
@@ -96,6 +96,8 @@ def _writer(ctx: WorkerContext) -> tuple[openai.AsyncOpenAI | None, Writer]:
         max_inline_wait=settings.llm_max_inline_wait_seconds,
         max_limiter_wait=settings.llm_max_limiter_wait_seconds,
         metrics=ctx["metrics"],
+        api_mode=settings.llm_api_mode,
+        budgets=llm_budgets(settings),
     )
     return client, writer
 

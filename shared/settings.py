@@ -136,6 +136,22 @@ class Settings(BaseSettings):
             raise ValueError("EMAIL_PROVIDER=smtp needs SMTP_HOST and EMAIL_FROM")
         return self
 
+    # LLM provider modes. `chat` speaks chat completions; `responses` speaks OpenAI's Responses
+    # API, with the same strict structured output.
+    llm_api_mode: Literal["chat", "responses"] = "chat"
+    # Completion budgets. A step's own budget (ranking 200 + 80 per pick, analysis 700,
+    # highlights 800) leaves no room for a reasoning model's thinking: when such a model answers
+    # nothing because the budget ran out, the call is retried once with the reasoning budget,
+    # and every later call to that model gets it from the start.
+    llm_max_tokens: int | None = Field(default=None, ge=16, le=200_000)
+    llm_reasoning_max_tokens: int = Field(default=8_000, ge=256, le=200_000)
+    # Declares the model a reasoning one from the first call (no wasted first attempt).
+    llm_reasoning: bool = False
+
+    # The digest's call to action: a feedback form, else a mail address; neither hides it.
+    feedback_url: str | None = None
+    feedback_email: str | None = None
+
 
 class ApiSettings(Settings):
     """The API's settings: the worker never holds the API's secrets, so only the API needs them."""

@@ -1,7 +1,10 @@
 """A local OpenAI-compatible provider for tests: a real HTTP server, so worker processes can use it.
 
-`POST /v1/chat/completions` answers the three Paperboy schemas deterministically from the JSON
-block in the user message, with realistic `usage`; `GET /v1/models` lists the one model. It can
+`POST /v1/chat/completions` and `POST /v1/responses` (OpenAI's Responses API) answer the
+Paperboy schemas deterministically from the JSON block in the user message, with realistic
+`usage`; `GET /v1/models` lists the one model. It can play a reasoning model: one that spends
+`thinking_tokens` of its budget before it answers (an answer cut short by the budget is empty,
+with `finish_reason` `length`), and one that answers only in `reasoning_content`. It can
 be slow (`latency`), take a random while of up to `transit` seconds to "receive" a request (a
 network's varying delay before the provider counts it), enforce its own requests-per-window limit (429 with `Retry-After`, counted
 in `refused`), require an API key, play a script of failures (`fail_next`), and put a NUL inside
@@ -28,9 +31,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from paperboy_worker.llm.prompts import ANALYSIS, HIGHLIGHTS, RANKING
+from paperboy_worker.llm.prompts import ANALYSIS, HIGHLIGHTS, NEWS_ANALYSIS, RANKING
 
 _JSON_BLOCK = re.compile(r"```json\s*\n(.*?)\n```", re.DOTALL)
+CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
 
 
 class Failure(StrEnum):
@@ -99,8 +104,12 @@ class FakeOpenAI:
         hang_seconds: float = 5.0,
         nul: bool = False,
         port: int = 0,
+        thinking_tokens: int = 0,
+        reasoning_only: bool = False,
     ) -> None:
         self.model = model
+        self.thinking_tokens = thinking_tokens  # spent from the budget before the answer
+        self.reasoning_only = reasoning_only  # chat: the answer in `reasoning_content` only
         self.api_key = api_key
         self.latency = latency
         self.transit = transit
@@ -165,7 +174,7 @@ class FakeOpenAI:
 
     def respond(self, method: str, path: str, authorization: str | None, raw: bytes) -> Reply:
         route = (method, path.rstrip("/"))
-        if route not in (("GET", "/v1/models"), ("POST", "/v1/chat/completions")):
+        if route not in (("GET", "/v1/models"), ("POST", CHAT), ("POST", RESPONSES)):
             return Reply(404, _error("Not found", "not_found"))
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             return Reply(401, _error("Incorrect API key provided.", "invalid_api_key"))
@@ -197,6 +206,8 @@ class FakeOpenAI:
             status, message, code = _ERRORS[failure]
             retry = self.retry_after if status in (429, 503) else None
             return Reply(status, _error(message, code), retry_after=retry)
+        if logged.path.rstrip("/") == RESPONSES:
+            return Reply(200, self.response(logged.body, failure))
         return Reply(200, self.answer(logged.body, failure))
 
     def admit(self, logged: LoggedRequest) -> float | None:
@@ -218,23 +229,17 @@ class FakeOpenAI:
             return self._script.popleft() if self._script else None
 
     def answer(self, body: dict[str, Any], failure: Failure | None) -> dict[str, Any]:
-        schema = _schema_name(body)
-        data = _data_block(body)
-        if failure is Failure.INVALID_JSON:
-            content: str | None = '{"picks": [ this is not json'
-        elif failure is Failure.SCHEMA_MISMATCH:
-            content = json.dumps({"unexpected": True})
-        elif failure in (Failure.REFUSAL, Failure.EMPTY):
-            content = None if failure is Failure.REFUSAL else ""
-        else:
-            valid = _valid_answer(schema, data)
-            content = json.dumps(_with_nul(valid) if self.nul else valid)
-        refusal = "I can't help with that." if failure is Failure.REFUSAL else None
-        with self.lock:
-            self.completions += 1
-            number = self.completions
+        """A chat completion."""
+        content, refusal, number = self._content(body, failure)
+        budget = body.get("max_tokens") or body.get("max_completion_tokens")
+        completion_tokens, cut = self._spent(content or refusal or "", budget)
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
+        if cut:
+            message["content"] = ""
+        elif self.reasoning_only and content:
+            message["content"] = ""
+            message["reasoning_content"] = f"The reader wants this. Answer: {content}"
         prompt_tokens = max(1, math.ceil(len(json.dumps(body.get("messages", []))) / 4))
-        completion_tokens = max(1, math.ceil(len(content or refusal or "") / 4))
         return {
             "id": f"chatcmpl-fake-{number}",
             "object": "chat.completion",
@@ -243,8 +248,8 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": refusal},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "length" if cut else "stop",
                     "logprobs": None,
                 }
             ],
@@ -254,6 +259,71 @@ class FakeOpenAI:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+    def response(self, body: dict[str, Any], failure: Failure | None) -> dict[str, Any]:
+        """A Responses API answer."""
+        content, refusal, number = self._content(body, failure)
+        completion_tokens, cut = self._spent(
+            content or refusal or "", body.get("max_output_tokens")
+        )
+        part: dict[str, Any] = (
+            {"type": "refusal", "refusal": refusal}
+            if refusal
+            else {"type": "output_text", "text": content or "", "annotations": []}
+        )
+        message = {
+            "type": "message",
+            "id": f"msg_fake_{number}",
+            "status": "incomplete" if cut else "completed",
+            "role": "assistant",
+            "content": [] if cut else [part],
+        }
+        prompt_text = f"{body.get('instructions', '')}{json.dumps(body.get('input', ''))}"
+        prompt_tokens = max(1, math.ceil(len(prompt_text) / 4))
+        return {
+            "id": f"resp_fake_{number}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": body.get("model", self.model),
+            "status": "incomplete" if cut else "completed",
+            "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+            "output": [message],
+            "parallel_tool_calls": False,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": prompt_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": completion_tokens,
+                "output_tokens_details": {"reasoning_tokens": self.thinking_tokens},
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def _content(
+        self, body: dict[str, Any], failure: Failure | None
+    ) -> tuple[str | None, str | None, int]:
+        """The answer's text (or refusal) for `failure`, and this completion's number."""
+        if failure is Failure.INVALID_JSON:
+            content: str | None = '{"picks": [ this is not json'
+        elif failure is Failure.SCHEMA_MISMATCH:
+            content = json.dumps({"unexpected": True})
+        elif failure in (Failure.REFUSAL, Failure.EMPTY):
+            content = None if failure is Failure.REFUSAL else ""
+        else:
+            valid = _valid_answer(_schema_name(body), _data_block(body))
+            content = json.dumps(_with_nul(valid) if self.nul else valid)
+        refusal = "I can't help with that." if failure is Failure.REFUSAL else None
+        with self.lock:
+            self.completions += 1
+            return content, refusal, self.completions
+
+    def _spent(self, text: str, budget: Any) -> tuple[int, bool]:
+        """Completion tokens used, and whether the budget ran out before the answer ended."""
+        needed = self.thinking_tokens + max(1, math.ceil(len(text) / 4))
+        if isinstance(budget, int) and budget < needed:
+            return budget, True
+        return needed, False
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -297,12 +367,15 @@ def _error(message: str, code: str | None) -> dict[str, Any]:
 def _schema_name(body: dict[str, Any]) -> str | None:
     response_format = body.get("response_format") or {}
     name = (response_format.get("json_schema") or {}).get("name")
+    if name is None:  # the Responses API's form
+        name = ((body.get("text") or {}).get("format") or {}).get("name")
     return name if isinstance(name, str) else None
 
 
 def _data_block(body: dict[str, Any]) -> dict[str, Any]:
     users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    found = _JSON_BLOCK.search(str(users[-1].get("content", ""))) if users else None
+    text = users[-1].get("content", "") if users else body.get("input", "")
+    found = _JSON_BLOCK.search(str(text))
     data = json.loads(found.group(1)) if found else {}
     return data if isinstance(data, dict) else {}
 
@@ -322,17 +395,29 @@ def _valid_answer(schema: str | None, data: dict[str, Any]) -> dict[str, Any]:
             for i, c in enumerate(candidates)
         ]
         return {"picks": picks}
-    if schema == ANALYSIS:
+    if schema in (ANALYSIS, NEWS_ANALYSIS):
         title = (data.get("item") or {}).get("title", "this item")
-        return {
+        analysis = {
             "summary": f"Summary of {title}.",
             "why_it_matters": f"{title} relates to what {reader} works on.",
             "key_takeaway": f"The key takeaway of {title}.",
         }
+        if schema == NEWS_ANALYSIS:
+            analysis["action_item"] = f"Follow up on {title}."
+        return analysis
     if schema == HIGHLIGHTS:
-        titles = [p.get("title", "") for p in data.get("picks", [])]
-        first = titles[0] if titles else "nothing"
-        return {"highlights": [f"{len(titles)} picks today.", f"Start with {first}."]}
+        picks = data.get("picks", [])
+        first = picks[0] if picks else {"title": "nothing", "kind": "paper"}
+        return {
+            "highlights": [
+                {"title": "Today", "insight": f"{len(picks)} picks today.", "type": "trend"},
+                {
+                    "title": str(first.get("title", ""))[:60],
+                    "insight": f"Start with {first.get('title', '')}.",
+                    "type": first.get("kind", "paper"),
+                },
+            ]
+        }
     return {}
 
 
@@ -355,6 +440,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--thinking-tokens", type=int, default=0)
+    parser.add_argument("--reasoning-only", action="store_true")
     options = parser.parse_args()
     fake = FakeOpenAI(
         port=options.port,
@@ -362,6 +449,8 @@ def main() -> None:
         window=options.window,
         latency=options.latency,
         api_key=options.api_key,
+        thinking_tokens=options.thinking_tokens,
+        reasoning_only=options.reasoning_only,
     )
     with fake:
         print(f"fake OpenAI at {fake.url}", flush=True)

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import openai
 
+from paperboy_worker.llm.budgets import Budgets
 from shared.settings import Settings
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -19,6 +20,15 @@ def llm_model(settings: Settings) -> str:
     if settings.llm_provider == "fireworks":
         return settings.fireworks_model
     return settings.openai_model
+
+
+def llm_budgets(settings: Settings) -> Budgets:
+    """The completion budgets the settings ask for."""
+    return Budgets(
+        max_tokens=settings.llm_max_tokens,
+        reasoning_max_tokens=settings.llm_reasoning_max_tokens,
+        reasoning=settings.llm_reasoning,
+    )
 
 
 def llm_client(

@@ -14,6 +14,8 @@ PRICES: dict[str, tuple[float, float]] = {
     "accounts/fireworks/models/llama-v3p1-8b-instruct": (0.20, 0.20),
     "accounts/fireworks/models/llama-v3p1-70b-instruct": (0.90, 0.90),
     "accounts/fireworks/models/llama-v3p3-70b-instruct": (0.90, 0.90),
+    # The old service's reasoning model; its thinking is billed as completion tokens.
+    "accounts/fireworks/models/gpt-oss-120b": (0.15, 0.60),
 }
 
 

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from openai.types.chat import ChatCompletionMessageParam
+from openai.types.responses import ResponseFormatTextJSONSchemaConfigParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, Field
 
-from paperboy_worker.pipeline.items import Item, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.items import HighlightType, Item, Pick, Profile, ScoredItem
 from shared.models import NOT_SPECIFIED
 
 M = TypeVar("M", bound=BaseModel)
 
 RANKING = "paperboy_ranking"
 ANALYSIS = "paperboy_analysis"
+NEWS_ANALYSIS = "paperboy_news_analysis"
 HIGHLIGHTS = "paperboy_highlights"
 
 RANK_ABSTRACT_CHARS = 1_000
@@ -55,8 +57,18 @@ class AnalysisOutput(BaseModel):
     key_takeaway: str = Field(description="One sentence the reader should remember")
 
 
+class NewsAnalysisOutput(AnalysisOutput):
+    action_item: str = Field(description="One sentence: what the reader could do about this news")
+
+
+class HighlightOutput(BaseModel):
+    title: str = Field(description="A few words naming the highlight")
+    insight: str = Field(description="One sentence: what it means for the reader")
+    type: HighlightType = Field(description="paper or news for one pick; trend for a theme")
+
+
 class HighlightsOutput(BaseModel):
-    highlights: list[str] = Field(description="Two to four one-sentence bullets about the picks")
+    highlights: list[HighlightOutput] = Field(description="Two to four highlights of the picks")
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,24 @@ class Prompt(Generic[M]):
                 "strict": True,
             },
         }
+
+    def text_format(self) -> ResponseFormatTextJSONSchemaConfigParam:
+        """The same schema in the form the Responses API takes it."""
+        return {
+            "type": "json_schema",
+            "name": self.schema_name,
+            "schema": strict_schema(self.output),
+            "strict": True,
+        }
+
+    def instructions(self) -> str:
+        return "\n\n".join(str(m["content"]) for m in self.messages if m["role"] == "system")
+
+    def user_input(self) -> str:
+        return "\n\n".join(str(m.get("content", "")) for m in self.messages if m["role"] == "user")
+
+    def with_budget(self, max_tokens: int) -> Prompt[M]:
+        return replace(self, max_tokens=max_tokens)
 
     def estimated_tokens(self) -> int:
         """Prompt tokens guessed from its size (the schema is sent too), plus `max_tokens`."""
@@ -102,12 +132,21 @@ def ranking(shortlisted: list[ScoredItem], profile: Profile, top_n: int) -> Prom
 
 def analysis(item: Item, profile: Profile) -> Prompt[AnalysisOutput]:
     data = {"reader": _reader(profile), "item": _candidate(item, ANALYSE_ABSTRACT_CHARS)}
-    noun = "paper" if item.kind == "paper" else "news article"
     task = (
-        f"Analyse this {noun} for the reader: summarise it, say why it matters to them "
+        "Analyse this paper for the reader: summarise it, say why it matters to them "
         "specifically, and give the one takeaway to remember. Use only what the item says."
     )
     return Prompt(ANALYSIS, AnalysisOutput, _messages(task, data), max_tokens=700)
+
+
+def news_analysis(item: Item, profile: Profile) -> Prompt[AnalysisOutput]:
+    data = {"reader": _reader(profile), "item": _candidate(item, ANALYSE_ABSTRACT_CHARS)}
+    task = (
+        "Analyse this news article for the reader: summarise it, say why it matters to them "
+        "specifically, give the one takeaway to remember and one concrete action they could "
+        "take. Use only what the item says."
+    )
+    return Prompt(NEWS_ANALYSIS, NewsAnalysisOutput, _messages(task, data), max_tokens=800)
 
 
 def highlights(picks: list[Pick], profile: Profile) -> Prompt[HighlightsOutput]:
@@ -117,14 +156,18 @@ def highlights(picks: list[Pick], profile: Profile) -> Prompt[HighlightsOutput]:
             {
                 "id": p.item.item_id,
                 "rank": p.rank,
+                "kind": p.item.kind,
                 "title": p.item.title,
                 "summary": p.analysis.summary if p.analysis else None,
             }
             for p in sorted(picks, key=lambda p: p.rank)
         ],
     }
-    task = "Write two to four short bullets on what today's picks mean for the reader."
-    return Prompt(HIGHLIGHTS, HighlightsOutput, _messages(task, data), max_tokens=400)
+    task = (
+        "Write two to four highlights of what today's picks mean for the reader: each a short "
+        "title and a one-sentence insight, typed by what it is about."
+    )
+    return Prompt(HIGHLIGHTS, HighlightsOutput, _messages(task, data), max_tokens=800)
 
 
 def json_block(data: object) -> str:

@@ -20,15 +20,23 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import openai
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from paperboy_worker.llm import prompts
+from paperboy_worker.llm.budgets import Budgets
 from paperboy_worker.llm.errors import classify, is_quota_exhausted
+from paperboy_worker.llm.modes import MODES, ApiMode, Completion
 from paperboy_worker.llm.prices import PriceTable
 from paperboy_worker.llm.prompts import AnalysisOutput, HighlightsOutput, Prompt, RankingOutput
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Analysis, Pick, Profile, ScoredItem, without_nul
+from paperboy_worker.pipeline.items import (
+    Analysis,
+    Highlight,
+    Pick,
+    Profile,
+    ScoredItem,
+    without_nul,
+)
 from paperboy_worker.pipeline.writer import Step
 from shared.errors import PaperboyError
 from shared.metrics import Metrics
@@ -41,8 +49,9 @@ M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_HOLD_SECONDS = 5.0  # a 429 without Retry-After
 ANALYSIS_CHARS = 1_200
-BULLET_CHARS = 300
-MAX_BULLETS = 4
+HIGHLIGHT_TITLE_CHARS = 80
+HIGHLIGHT_INSIGHT_CHARS = 200
+MAX_HIGHLIGHTS = 4
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class Answer(Generic[M]):
     output: M | None
     usage: Usage
     problem: str | None = None
+    ran_out: bool = False  # no answer because the completion budget ran out
 
 
 class LLMWriter:
@@ -68,10 +78,16 @@ class LLMWriter:
         max_inline_wait: float = 60.0,
         max_limiter_wait: float | None = 300.0,
         metrics: Metrics | None = None,
+        api_mode: ApiMode = "chat",
+        budgets: Budgets | None = None,
     ) -> None:
         self.client = client
         self.model = model
         self.limiter = limiter
+        self.mode = MODES[api_mode]
+        self.budgets = budgets or Budgets()
+        # Models seen to spend their budget thinking; their calls get the reasoning budget.
+        self.reasoning_models: set[str] = {model} if self.budgets.reasoning else set()
         self.prices = PriceTable(prices)
         # A 429 is retried here this many times, when its Retry-After is at most
         # `max_inline_wait`; beyond that the job is deferred rather than holding a worker slot.
@@ -97,28 +113,54 @@ class LLMWriter:
         return Step(picks, answer.usage)
 
     async def analyse(self, pick: Pick, profile: Profile) -> Step[Analysis]:
-        answer = await self._ask(prompts.analysis(pick.item, profile))
+        item = pick.item
+        news = item.kind == "news"
+        prompt = prompts.news_analysis(item, profile) if news else prompts.analysis(item, profile)
+        answer = await self._ask(prompt)
         analysis = _analysis(answer.output) if answer.output else None
         if analysis is None:
-            self._fell_back(prompts.ANALYSIS, answer.problem or "blank_fields", pick.item.item_id)
-            return Step(offline.analyse(pick.item, profile), answer.usage, degraded=True)
+            self._fell_back(prompt.schema_name, answer.problem or "blank_fields", item.item_id)
+            return Step(offline.analyse(item, profile), answer.usage, degraded=True)
         return Step(analysis, answer.usage)
 
-    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[str]]:
+    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[Highlight]]:
         if not picks:
             return Step(offline.highlights(picks, profile))
         answer = await self._ask(prompts.highlights(picks, profile))
-        bullets = _bullets(answer.output) if answer.output else []
-        if not bullets:
-            self._fell_back(prompts.HIGHLIGHTS, answer.problem or "no_bullets")
+        found = _highlights(answer.output) if answer.output else []
+        if not found:
+            self._fell_back(prompts.HIGHLIGHTS, answer.problem or "no_highlights")
             return Step(offline.highlights(picks, profile), answer.usage, degraded=True)
-        return Step(bullets, answer.usage)
+        return Step(found, answer.usage)
 
     async def close(self) -> None:
         """Wait for the requests still being settled in the limiter (at shutdown)."""
         await asyncio.gather(*self._settling)
 
     async def _ask(self, prompt: Prompt[M]) -> Answer[M]:
+        """The call, with its budget; a reasoning model that ran out of it is asked once more
+        with the reasoning budget, and remembered as one that reasons."""
+        prompt = prompt.with_budget(self.budgets.for_step(prompt.max_tokens, self._reasons()))
+        answer = await self._call(prompt)
+        if not answer.ran_out or prompt.max_tokens >= self.budgets.reasoning_max_tokens:
+            return answer
+        self.reasoning_models.add(self.model)
+        log.warning(
+            "llm answer cut short by its budget; retrying with the reasoning budget",
+            extra={
+                "llm_step": prompt.schema_name,
+                "model": self.model,
+                "max_tokens": prompt.max_tokens,
+                "reasoning_max_tokens": self.budgets.reasoning_max_tokens,
+            },
+        )
+        again = await self._call(prompt.with_budget(self.budgets.reasoning_max_tokens))
+        return Answer(again.output, answer.usage + again.usage, again.problem, again.ran_out)
+
+    def _reasons(self) -> bool:
+        return self.model in self.reasoning_models
+
+    async def _call(self, prompt: Prompt[M]) -> Answer[M]:
         refusals = 0
         while True:
             ticket = await self.limiter.acquire(
@@ -128,12 +170,7 @@ class LLMWriter:
             started = time.monotonic()
             used: int | None = None
             try:
-                response = await self.client.chat.completions.create(
-                    model=self.model,
-                    messages=prompt.messages,
-                    response_format=prompt.response_format(),
-                    max_tokens=prompt.max_tokens,
-                )
+                response = await self.mode.complete(self.client, self.model, prompt)
                 answer = self._answer(prompt, ticket, response, time.monotonic() - started)
                 used = answer.usage.prompt_tokens + answer.usage.completion_tokens
             except openai.RateLimitError as exc:
@@ -199,7 +236,7 @@ class LLMWriter:
         return error
 
     def _answer(
-        self, prompt: Prompt[M], ticket: Ticket, response: ChatCompletion, duration: float
+        self, prompt: Prompt[M], ticket: Ticket, response: Completion, duration: float
     ) -> Answer[M]:
         usage = self._usage(prompt, response)
         output, problem = _parse(prompt, response)
@@ -214,18 +251,20 @@ class LLMWriter:
                 "cost_usd": usage.cost_usd,
                 "limiter_wait_s": round(ticket.waited, 3),
                 "duration_s": round(duration, 3),
+                "truncated": response.truncated,
+                "from_reasoning": response.from_reasoning,
             },
         )
-        return Answer(output, usage, problem)
+        return Answer(output, usage, problem, ran_out=output is None and response.truncated)
 
-    def _usage(self, prompt: Prompt[M], response: ChatCompletion) -> Usage:
-        if response.usage is not None:
-            prompt_tokens = response.usage.prompt_tokens
-            completion_tokens = response.usage.completion_tokens
-        else:  # some compatible providers omit usage: count our estimate
+    def _usage(self, prompt: Prompt[M], response: Completion) -> Usage:
+        # Some compatible providers omit usage: count our estimate.
+        prompt_tokens = response.prompt_tokens
+        if prompt_tokens is None:
             prompt_tokens = prompt.estimated_tokens() - prompt.max_tokens
-            content = response.choices[0].message.content if response.choices else None
-            completion_tokens = math.ceil(len(content or "") / 4)
+        completion_tokens = response.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = math.ceil(len(response.content or "") / 4)
         return Usage(
             llm_requests=1,
             prompt_tokens=prompt_tokens,
@@ -248,16 +287,13 @@ class LLMWriter:
         )
 
 
-def _parse(prompt: Prompt[M], response: ChatCompletion) -> tuple[M | None, str | None]:
-    if not response.choices:
-        return None, "no_choices"
-    message = response.choices[0].message
-    if message.refusal:
+def _parse(prompt: Prompt[M], response: Completion) -> tuple[M | None, str | None]:
+    if response.refusal:
         return None, "refusal"
-    if not message.content or not message.content.strip():
-        return None, "empty"
+    if not response.content or not response.content.strip():
+        return None, "truncated" if response.truncated else "empty"
     try:
-        return prompt.output.model_validate_json(message.content), None
+        return prompt.output.model_validate_json(response.content), None
     except ValidationError as exc:
         invalid_json = any(error["type"] == "json_invalid" for error in exc.errors())
         return None, "invalid_json" if invalid_json else "schema_mismatch"
@@ -281,17 +317,19 @@ def _picks(output: RankingOutput, shortlisted: list[ScoredItem], top_n: int) -> 
 
 
 def _analysis(output: AnalysisOutput) -> Analysis | None:
-    fields = {
-        "summary": without_nul(output.summary).strip(),
-        "why_it_matters": without_nul(output.why_it_matters).strip(),
-        "key_takeaway": without_nul(output.key_takeaway).strip(),
-    }
+    fields = {name: without_nul(text).strip() for name, text in output.model_dump().items()}
     if not all(fields.values()):
         return None
     return Analysis(**{name: offline.clip(text, ANALYSIS_CHARS) for name, text in fields.items()})
 
 
-def _bullets(output: HighlightsOutput) -> list[str]:
-    texts = (without_nul(b).strip() for b in output.highlights)
-    bullets = (offline.clip(text, BULLET_CHARS) for text in texts if text)
-    return list(bullets)[:MAX_BULLETS]
+def _highlights(output: HighlightsOutput) -> list[Highlight]:
+    found = [
+        Highlight(
+            title=offline.clip(without_nul(h.title).strip(), HIGHLIGHT_TITLE_CHARS),
+            insight=offline.clip(without_nul(h.insight).strip(), HIGHLIGHT_INSIGHT_CHARS),
+            type=h.type,
+        )
+        for h in output.highlights
+    ]
+    return [h for h in found if h.title and h.insight][:MAX_HIGHLIGHTS]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from shared.models import NOT_SPECIFIED
 
@@ -32,6 +32,8 @@ class Item(BaseModel):
     url: Text
     pdf_url: Text | None = None
     source: Text | None = None
+    # What the news extraction learnt about the link; a paywalled one is labelled in the email.
+    link_status: Literal["accessible", "suspected_paywall", "broken", "unknown"] = "unknown"
 
 
 class ScoredItem(BaseModel):
@@ -43,6 +45,27 @@ class Analysis(BaseModel):
     summary: Text
     why_it_matters: Text
     key_takeaway: Text
+    # News only: the one thing the reader could do about the story.
+    action_item: Text | None = None
+
+
+HighlightType = Literal["paper", "news", "trend"]
+
+
+class Highlight(BaseModel):
+    """One of the day's highlights: a short title and the insight behind it."""
+
+    title: Text
+    insight: Text
+    type: HighlightType
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bullet(cls, value: Any) -> Any:
+        # Checkpoints written before highlights had a shape hold plain bullets.
+        if isinstance(value, str):
+            return {"title": "", "insight": value, "type": "trend"}
+        return value
 
 
 class Pick(BaseModel):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from paperboy_worker.pipeline.items import Analysis, Item, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick, Profile, ScoredItem
 from paperboy_worker.pipeline.shortlist import tokenize
 
 SUMMARY_CHARS = 400
-TITLE_CHARS = 120
+HIGHLIGHT_TITLE_CHARS = 80
+NOTHING_MATCHED = "Nothing in today's sources matched your profile closely."
 MAX_NAMED_TERMS = 5
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
@@ -51,20 +52,30 @@ def analyse(item: Item, profile: Profile) -> Analysis:
     )
 
 
-def highlights(picks: list[Pick], profile: Profile) -> list[str]:
-    """Two to four short bullets about the day's picks (one bullet when there are none)."""
+def highlights(picks: list[Pick], profile: Profile) -> list[Highlight]:
+    """Two to four highlights of the day's picks (one when there are none)."""
     if not picks:
-        return ["Nothing in today's sources matched your profile closely."]
+        return [Highlight(title="A quiet day", insight=NOTHING_MATCHED, type="trend")]
     top = min(picks, key=lambda p: p.rank)
-    bullets = [_count_line(picks), f"Top pick: {clip(top.item.title, TITLE_CHARS)}"]
+    found = [
+        Highlight(title="Today's picks", insight=_count_line(picks), type="trend"),
+        Highlight(
+            title=clip(top.item.title, HIGHLIGHT_TITLE_CHARS),
+            insight=clip(_top_insight(top), SUMMARY_CHARS),
+            type=top.item.kind,
+        ),
+    ]
     themes = _shared_terms(picks, profile)
     if themes:
-        bullets.append(f"Common threads: {', '.join(themes)}.")
+        found.append(
+            Highlight(title="Common threads", insight=f"{', '.join(themes)}.", type="trend")
+        )
     categories = Counter(p.item.primary_category for p in picks if p.item.primary_category)
     if categories:
         names = [name for name, _ in categories.most_common(2)]
-        bullets.append(f"Mostly from {' and '.join(names)}.")
-    return bullets
+        insight = f"Mostly from {' and '.join(names)}."
+        found.append(Highlight(title="Where they come from", insight=insight, type="trend"))
+    return found
 
 
 def split_sentences(text: str) -> list[str]:
@@ -124,6 +135,12 @@ def _key_sentence(sentences: list[str], profile: Profile) -> str | None:
 def _shared_terms(picks: list[Pick], profile: Profile) -> list[str]:
     counts = Counter(word for pick in picks for word in matched_terms(pick.item, profile))
     return [word for word, count in counts.most_common(3) if count >= 2]
+
+
+def _top_insight(top: Pick) -> str:
+    if top.analysis is not None:
+        return top.analysis.key_takeaway
+    return "Ranked first for your profile today."
 
 
 def _count_line(picks: list[Pick]) -> str:

@@ -24,9 +24,9 @@ from pydantic import TypeAdapter
 from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline.checkpoints import Checkpoints
 from paperboy_worker.pipeline.daily_sources import papers_for
-from paperboy_worker.pipeline.items import Analysis, Item, Pick, Profile
+from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick, Profile
 from paperboy_worker.pipeline.news import fetch_news, news_query
-from paperboy_worker.pipeline.render import render_digest
+from paperboy_worker.pipeline.render import Feedback, render_digest
 from paperboy_worker.pipeline.shortlist import shortlist
 from paperboy_worker.pipeline.writer import Step, Writer
 from shared.errors import NoSourcesError, NothingRelevantError, PaperboyError, PermanentError
@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 PICKS = TypeAdapter(list[Pick])
 ANALYSIS = TypeAdapter(Analysis)
-HIGHLIGHTS = TypeAdapter(list[str])
+HIGHLIGHTS = TypeAdapter(list[Highlight])
 
 
 class Attempt:
@@ -92,7 +92,10 @@ class Attempt:
 
         await self._stage(Stage.RENDER, 0.95, "Rendering the digest")
         day = self.request.effective_date()
-        html = render_digest(profile, day, picks, highlights, degraded=self.degraded)
+        feedback = Feedback(self.settings.feedback_url, self.settings.feedback_email)
+        html = render_digest(
+            profile, day, picks, highlights, degraded=self.degraded, feedback=feedback
+        )
         self._close_stage()
         return await self.ctx["tasks"].complete(
             self.task,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Analysis, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Analysis, Highlight, Pick, Profile, ScoredItem
 from shared.models import Usage
 
 T = TypeVar("T")
@@ -32,7 +32,7 @@ class Writer(Protocol):
 
     async def analyse(self, pick: Pick, profile: Profile) -> Step[Analysis]: ...
 
-    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[str]]: ...
+    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[Highlight]]: ...
 
     async def close(self) -> None:
         """Finish what the writer still does in the background (at shutdown)."""
@@ -47,7 +47,7 @@ class OfflineWriter:
     async def analyse(self, pick: Pick, profile: Profile) -> Step[Analysis]:
         return Step(offline.analyse(pick.item, profile))
 
-    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[str]]:
+    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[Highlight]]:
         return Step(offline.highlights(picks, profile))
 
     async def close(self) -> None:

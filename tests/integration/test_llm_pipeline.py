@@ -6,6 +6,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +127,49 @@ def test_invalid_model_output_falls_back_and_marks_the_digest_degraded(
     assert status["status"] == "completed"
     assert status["degraded"] is True
     assert len(status["articles"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [
+        pytest.param("responses", {}, id="responses-api"),
+        pytest.param("chat", {"reasoning_only": True}, id="reasoning-content-only"),
+        pytest.param("chat", {"thinking_tokens": 3_000}, id="reasoning-needs-a-budget"),
+    ],
+)
+def test_digests_complete_undegraded_in_every_provider_mode(
+    redis_url: str,
+    tmp_path: Path,
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+    mode: str,
+    options: dict[str, Any],
+) -> None:
+    with FakeOpenAI(**options) as fake:
+        env = llm_env(
+            redis_url,
+            tmp_path,
+            fake,
+            llm_api_mode=mode,
+            feedback_url="https://forms.example/paperboy",
+        )
+        stack = start_api(env)
+        processes("worker", env)
+
+        statuses = []
+        for _ in range(2):  # one after the other: the second finds the model remembered
+            task_id = stack.post_digest(digest_body()).json()["task_id"]
+            statuses.append(stack.wait_status(task_id, {"completed", "failed"}, timeout=60))
+
+    assert [s["status"] for s in statuses] == ["completed"] * 2
+    assert [s["degraded"] for s in statuses] == [False, False]
+    paths = {r.path for r in fake.requests}
+    assert paths == {"/v1/responses" if mode == "responses" else "/v1/chat/completions"}
+    # A model that ran out of budget is retried once, then remembered: one wasted call only.
+    wasted = 1 if options.get("thinking_tokens") else 0
+    calls = sum(s["usage"]["llm_requests"] for s in statuses)
+    assert calls == 2 * 5 + wasted  # rank, three analyses, highlights
+    html = statuses[0]["result"]
+    assert "Help shape Paperboy" in html
+    assert "Directly relevant to your work" in html
+    assert "Today's highlights" in html

@@ -21,9 +21,9 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from paperboy_worker.llm import FIREWORKS_BASE_URL, LLMWriter, PriceTable, llm_client
-from paperboy_worker.llm.prompts import ANALYSIS, HIGHLIGHTS, RANKING
+from paperboy_worker.llm.prompts import ANALYSIS, HIGHLIGHTS, NEWS_ANALYSIS, RANKING
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Analysis, Item, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Profile, ScoredItem
 from paperboy_worker.pipeline.writer import Step
 from shared.errors import PermanentError, TransientError
 from shared.keys import ratelimit_hold_key, ratelimit_log_key, ratelimit_tokens_key
@@ -89,6 +89,10 @@ def settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def highlight(insight: str, *, title: str = "Title", kind: str = "trend") -> dict[str, str]:
+    return {"title": title, "insight": insight, "type": kind}
 
 
 def completion(
@@ -254,7 +258,7 @@ async def test_analysis_and_highlights_requests_carry_their_data(
 ) -> None:
     provider.side_effect = [
         completion(ANALYSIS_ANSWER),
-        completion({"highlights": ["One.", "Two."]}),
+        completion({"highlights": [highlight("One."), highlight("Two.")]}),
     ]
 
     await writer.analyse(PICKS[0], PROFILE)
@@ -266,6 +270,29 @@ async def test_analysis_and_highlights_requests_carry_their_data(
     assert data_block(analysis)["item"]["id"] == PICKS[0].item.item_id
     assert highlights["response_format"]["json_schema"]["name"] == HIGHLIGHTS
     assert [p["id"] for p in data_block(highlights)["picks"]] == [p.item.item_id for p in PICKS]
+    assert [p["kind"] for p in data_block(highlights)["picks"]] == ["paper"] * 3
+    # every schema is strict: all fields required, nothing else allowed
+    schema = highlights["response_format"]["json_schema"]
+    entry = schema["schema"]["properties"]["highlights"]["items"]
+    assert schema["strict"] is True
+    assert entry["required"] == ["title", "insight", "type"]
+    assert entry["additionalProperties"] is False
+    assert entry["properties"]["type"]["enum"] == ["paper", "news", "trend"]
+
+
+async def test_a_news_analysis_asks_for_an_action_item(
+    writer: LLMWriter, provider: respx.Route
+) -> None:
+    provider.return_value = completion({**ANALYSIS_ANSWER, "action_item": " Try it. "})
+    news = PICKS[0].model_copy(update={"item": PICKS[0].item.model_copy(update={"kind": "news"})})
+
+    step = await writer.analyse(news, PROFILE)
+
+    request = sent(provider, 0)["response_format"]["json_schema"]
+    assert request["name"] == NEWS_ANALYSIS
+    assert request["schema"]["required"] == [*ANALYSIS_ANSWER, "action_item"]
+    assert step.value == Analysis(**ANALYSIS_ANSWER, action_item="Try it.")
+    assert not step.degraded
 
 
 # Answers
@@ -301,14 +328,31 @@ async def test_analysis_and_highlights_from_the_model(
 ) -> None:
     provider.side_effect = [
         completion(ANALYSIS_ANSWER),
-        completion({"highlights": [" One. ", "", "Two.", "3", "4", "5"]}),
+        completion(
+            {
+                "highlights": [
+                    highlight(" One. ", title=" A "),
+                    highlight("", title="blank insight"),
+                    highlight("Blank title.", title=" "),
+                    highlight("Two.", kind="paper"),
+                    highlight("3"),
+                    highlight("4"),
+                    highlight("5"),
+                ]
+            }
+        ),
     ]
 
     analysis = await writer.analyse(PICKS[0], PROFILE)
     highlights = await writer.highlights(PICKS, PROFILE)
 
     assert analysis == Step(Analysis(**ANALYSIS_ANSWER), analysis.usage)
-    assert highlights.value == ["One.", "Two.", "3", "4"]
+    assert highlights.value == [
+        Highlight(title="A", insight="One.", type="trend"),
+        Highlight(title="Title", insight="Two.", type="paper"),
+        Highlight(title="Title", insight="3", type="trend"),
+        Highlight(title="Title", insight="4", type="trend"),
+    ]
     assert not highlights.degraded
 
 
@@ -318,14 +362,14 @@ async def test_nul_characters_from_the_model_are_dropped(
     # PostgreSQL refuses a NUL in any text, so a stored digest holding one could never finish.
     provider.side_effect = [
         completion({**ANALYSIS_ANSWER, "summary": "It does\u0000 retrieval."}),
-        completion({"highlights": ["One\u0000.", "\u0000"]}),
+        completion({"highlights": [highlight("One\u0000."), highlight("\u0000")]}),
     ]
 
     analysis = await writer.analyse(PICKS[0], PROFILE)
     highlights = await writer.highlights(PICKS, PROFILE)
 
     assert analysis.value.summary == "It does retrieval."
-    assert highlights.value == ["One."]
+    assert [h.insight for h in highlights.value] == ["One."]
 
 
 @pytest.mark.parametrize(
@@ -377,7 +421,9 @@ async def test_an_unusable_analysis_falls_back(
 @pytest.mark.parametrize(
     "answer",
     [
-        completion({"highlights": ["", "  "]}),
+        completion({"highlights": [highlight(""), highlight("  ")]}),
+        completion({"highlights": ["plain bullets are not highlights"]}),
+        completion({"highlights": [highlight("x", kind="rumour")]}),
         completion({"bullets": ["x"]}),
         completion(refusal="No."),
     ],
@@ -655,7 +701,10 @@ async def test_the_real_client_talks_to_the_fake(fake: FakeOpenAI) -> None:
 
     assert [p.item.item_id for p in ranked.value] == [s.item.item_id for s in SHORTLIST[:2]]
     assert analyses[0].value.summary == f"Summary of {SHORTLIST[0].item.title}."
-    assert highlights.value == ["2 picks today.", f"Start with {SHORTLIST[0].item.title}."]
+    assert [h.insight for h in highlights.value] == [
+        "2 picks today.",
+        f"Start with {SHORTLIST[0].item.title}.",
+    ]
     steps: list[Step[Any]] = [ranked, *analyses, highlights]
     assert not any(s.degraded for s in steps)
     assert sum((s.usage for s in steps), Usage()).llm_requests == 4

@@ -1,7 +1,7 @@
 import pytest
 
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Item, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Highlight, Item, Pick, Profile, ScoredItem
 
 PROFILE = Profile(
     name="Pat",
@@ -102,14 +102,17 @@ def test_analyse_of_empty_abstract_uses_title():
 def test_highlights_summarise_the_picks():
     picks = offline.rank([scored(1, 3.0), scored(2, 2.0), scored(3, 1.0)], 3)
 
-    bullets = offline.highlights(picks, PROFILE)
+    found = offline.highlights(picks, PROFILE)
 
-    assert 2 <= len(bullets) <= 4
-    assert bullets[0] == "3 papers picked for you today."
-    assert "Paper 1" in bullets[1]
-    assert any("protein" in line for line in bullets)
-    assert any("q-bio.BM" in line for line in bullets)
-    assert all(len(line) < 200 for line in bullets)
+    assert 2 <= len(found) <= 4
+    assert found[0] == Highlight(
+        title="Today's picks", insight="3 papers picked for you today.", type="trend"
+    )
+    assert "Paper 1" in found[1].title
+    assert found[1].type == "paper"
+    assert any("protein" in h.insight for h in found)
+    assert any("q-bio.BM" in h.insight for h in found)
+    assert all(len(h.title) <= 80 and len(h.insight) < 200 for h in found)
 
 
 def test_highlights_count_news_separately():
@@ -119,10 +122,23 @@ def test_highlights_count_news_separately():
         Pick(item=news, relevance=0.5, rank=2),
     ]
 
-    assert offline.highlights(picks, PROFILE)[0] == "1 paper and 1 news story picked for you today."
+    found = offline.highlights(picks, PROFILE)
+
+    assert found[0].insight == "1 paper and 1 news story picked for you today."
 
 
 def test_highlights_without_picks_say_so():
     assert offline.highlights([], PROFILE) == [
-        "Nothing in today's sources matched your profile closely."
+        Highlight(
+            title="A quiet day",
+            insight="Nothing in today's sources matched your profile closely.",
+            type="trend",
+        )
     ]
+
+
+def test_a_checkpointed_plain_bullet_still_reads_as_a_highlight():
+    # Checkpoints saved before highlights had a shape hold strings; a resumed digest replays them.
+    assert Highlight.model_validate("Two papers today.") == Highlight(
+        title="", insight="Two papers today.", type="trend"
+    )
