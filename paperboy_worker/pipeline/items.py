@@ -18,6 +18,10 @@ def without_nul(text: str) -> str:
 Text = Annotated[str, AfterValidator(without_nul)]
 
 
+# What extracting a news link's text showed about it (pipeline/links.py).
+LinkStatus = Literal["accessible", "suspected_paywall", "broken", "unknown"]
+
+
 class Item(BaseModel):
     """One candidate for the digest: an arXiv paper or a news article."""
 
@@ -32,6 +36,8 @@ class Item(BaseModel):
     url: Text
     pdf_url: Text | None = None
     source: Text | None = None
+    # News only, set once the item is chosen for a digest; None for papers.
+    link_status: LinkStatus | None = None
 
 
 class ScoredItem(BaseModel):
