@@ -136,7 +136,6 @@ class Settings(BaseSettings):
             raise ValueError("EMAIL_PROVIDER=smtp needs SMTP_HOST and EMAIL_FROM")
         return self
 
-
     # News (NewsAPI) and its full text (Tavily Extract). The old service's names and defaults.
     # `/fetch-sources` and readers with no usable interest share this query.
     news_query: str = "AI"
