@@ -41,7 +41,9 @@ def extracted(url: str = URL, text: str = ARTICLE) -> httpx.Response:
 
 
 def failed(error: str, url: str = URL) -> httpx.Response:
-    return httpx.Response(200, json={"results": [], "failed_results": [{"url": url, "error": error}]})
+    return httpx.Response(
+        200, json={"results": [], "failed_results": [{"url": url, "error": error}]}
+    )
 
 
 @pytest.fixture

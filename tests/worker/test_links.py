@@ -27,7 +27,10 @@ PAYWALL = "Subscribe to continue reading. Already a subscriber? Sign in."
         (Extraction(text=ARTICLE), "accessible"),
         (Extraction(text=ARTICLE + " Subscribe to continue reading." + ARTICLE * 3), "accessible"),
         (Extraction(text=PAYWALL), "suspected_paywall"),
-        (Extraction(text=ARTICLE[:60] + " This article is for subscribers only."), "suspected_paywall"),
+        (
+            Extraction(text=ARTICLE[:60] + " This article is for subscribers only."),
+            "suspected_paywall",
+        ),
         (Extraction(text="Loading…"), "unknown"),
         (Extraction(failure="HTTP 404 Not Found"), "broken"),
         (Extraction(failure="410 Gone"), "broken"),

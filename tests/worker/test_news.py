@@ -168,7 +168,9 @@ def test_one_query_with_the_same_filters_is_stored_once() -> None:
 
 
 def test_news_is_ranked_against_the_news_interest_when_there_is_one() -> None:
-    reader = Profile(name="Ada", title="Chip designer", goals="compilers", news_interest="EU AI Act")
+    reader = Profile(
+        name="Ada", title="Chip designer", goals="compilers", news_interest="EU AI Act"
+    )
 
     words = news_reader(reader).query_text()
     assert "EU AI Act" in words
