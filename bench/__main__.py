@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import enqueue, llm_bound, memory, overhead, pickup, profile, report, retry_cost
+from bench import enqueue, links, llm_bound, memory, overhead, pickup, profile, report, retry_cost
 from bench.servers import ROOT, Bench, Lab, start_receiver, start_redis
 
 FIGURES: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -27,6 +27,7 @@ FIGURES: dict[str, Callable[..., Awaitable[Any]]] = {
     "llm": llm_bound.run,
     "retry": retry_cost.run,
     "memory": memory.run,
+    "links": links.run,
 }
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 

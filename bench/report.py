@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from bench import enqueue, llm_bound, memory, overhead, pickup, profile, retry_cost
+from bench import enqueue, links, llm_bound, memory, overhead, pickup, profile, retry_cost
 from bench.servers import ROOT
 from bench.stats import spread
 
@@ -514,6 +514,56 @@ def _retry(doc: Doc, r: retry_cost.Result) -> None:
     )
 
 
+def _links(doc: Doc, r: links.Result) -> None:
+    doc.add(
+        "## Links: broken and paywalled news links that reach a digest",
+        "",
+        links.__doc__.split("\n\n", 1)[1].strip() if links.__doc__ else "",
+        "",
+        f"{r.digests} digests of {r.wanted} news items each, {r.ranked} ranked links per digest, "
+        f"{_pct(r.broken_share)} broken and {_pct(r.paywall_share)} paywalled by draw.",
+        "",
+    )
+    doc.table(
+        [
+            "rep",
+            "links delivered",
+            "broken (checked / unchecked)",
+            "paywalled, labelled (checked / unchecked)",
+            "of those, no working link left",
+            "Tavily requests",
+        ],
+        [
+            [
+                str(i + 1),
+                str(x.delivered),
+                f"{x.broken} / {x.old_broken}",
+                f"{x.paywalled} / {x.old_paywalled}",
+                str(x.paywalled_unavoidable),
+                str(x.extract_requests),
+            ]
+            for i, x in enumerate(r.reps)
+        ],
+    )
+    no_broken = all(x.broken == 0 for x in r.reps)
+    replaced = all(x.paywalled == x.paywalled_unavoidable for x in r.reps)
+    broken = spread([float(x.broken) for x in r.reps]).fmt(0)
+    paywalled = spread([float(x.paywalled) for x in r.reps]).fmt(0)
+    doc.add(
+        f"Target: no broken link reaches a digest — {_verdict(no_broken)} ({broken}); a "
+        f"paywalled link reaches one only when no working link was left to replace it — "
+        f"{_verdict(replaced)} ({paywalled} paywalled links reached, each labelled).",
+        "",
+    )
+    doc.target("links: broken links in digests", broken, "0", no_broken)
+    doc.target(
+        "links: paywalled links in digests",
+        paywalled,
+        "only where no working link was left",
+        replaced,
+    )
+
+
 def _memory(doc: Doc, r: memory.Result, imports: Sequence[tuple[str, float]]) -> None:
     doc.add(
         "## 6. Memory",
@@ -825,6 +875,8 @@ def render(
         _memory(body, results["memory"], prof.imports_mib if prof else [])
     if "llm" in results:
         _scaling(body, results["llm"])
+    if "links" in results:
+        _links(body, results["links"])
     if "profile" in results:
         _profiles(body, results["profile"])
 
