@@ -8,7 +8,7 @@ from datetime import date
 from arq import Retry
 
 from paperboy_worker.context import WorkerContext
-from paperboy_worker.pipeline.daily_sources import category_papers, day_news
+from paperboy_worker.pipeline.daily_sources import category_papers, default_news
 from paperboy_worker.pipeline.sources import merge_items
 from shared import queue
 from shared.errors import PermanentError, TransientError
@@ -61,14 +61,14 @@ async def _fetch(ctx: WorkerContext, task: FetchTask) -> dict[str, object]:
     day = date.fromisoformat(task.source_date)
     groups = [await category_papers(ctx, day, category) for category in task.categories]
     papers = merge_items(groups)
-    settings = ctx["settings"]
-    # The default query's news (NEWS_QUERY), which every reader without an interest shares.
-    news_on = settings.news_enabled and settings.newsapi_key is not None
-    news = await day_news(ctx, day, settings.news_query) if news_on else []
-    return {
+    news, news_error = await default_news(ctx, day)
+    result: dict[str, object] = {
         "source_date": task.source_date,
         "arxiv_count": len(papers),
         "news_count": len(news),
         "total_count": len(papers) + len(news),
         "by_category": {c: len(g) for c, g in zip(task.categories, groups, strict=True)},
     }
+    if news_error:
+        result["news_error"] = news_error
+    return result

@@ -25,7 +25,7 @@ from paperboy_worker.pipeline.items import Item
 from paperboy_worker.pipeline.news import fetch_news, stored_category
 from paperboy_worker.pipeline.sources import fetch_arxiv_category, merge_items
 from shared import keys
-from shared.errors import PaperboyError, TransientError
+from shared.errors import PaperboyError, PermanentError, TransientError
 from shared.models import stamp
 from shared.news_health import record_failure, record_success
 
@@ -82,6 +82,24 @@ async def day_news(ctx: WorkerContext, day: date, query: str) -> list[Item]:
     # A narrow query often has no article on a day; that answer is kept like any other.
     category = stored_category(ctx["settings"], query)
     return await _shared(ctx, day, category, fetch, keep_empty=True)
+
+
+async def default_news(ctx: WorkerContext, day: date) -> tuple[list[Item], str | None]:
+    """The default query's news (NEWS_QUERY), which every reader without an interest shares.
+
+    News refused for good (a bad key) leaves the papers fetched, as it does a digest; the code
+    says why the count is 0, and `/ready` shows the source failing.
+    """
+    settings = ctx["settings"]
+    if not (settings.news_enabled and settings.newsapi_key is not None):
+        return [], None
+    try:
+        return await day_news(ctx, day, settings.news_query), None
+    except PermanentError as exc:
+        log.warning(
+            "default news not fetched: %s", exc.message, extra={"source_date": day.isoformat()}
+        )
+        return [], exc.code
 
 
 async def _shared(

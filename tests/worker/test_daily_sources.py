@@ -13,7 +13,7 @@ import pytest
 import respx
 from redis.asyncio import Redis
 
-from paperboy_worker.pipeline.daily_sources import day_news, papers_for
+from paperboy_worker.pipeline.daily_sources import day_news, default_news, papers_for
 from paperboy_worker.pipeline.news import stored_category
 from shared import keys
 from shared.errors import PermanentError, TransientError
@@ -152,3 +152,21 @@ async def test_failing_news_fetches_are_counted_until_one_succeeds(ctx: dict[str
     assert (failing.failures, failing.last_error) == (3, "news_auth")
     assert (await news_health(ctx["redis"])).failures == 0
     assert await ctx["backend"].count(keys.DAILY_SOURCES) == 1
+
+
+async def test_the_default_news_of_a_fetch_task_names_a_lasting_refusal(
+    ctx: dict[str, Any],
+) -> None:
+    ctx["settings"] = ctx["settings"].model_copy(
+        update={"news_enabled": True, "news_query": "gpus"}
+    )
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(NEWS_URL).respond(401, json={"status": "error", "code": "apiKeyInvalid"})
+        refused = await default_news(ctx, DAY)  # type: ignore[arg-type]
+        mock.get(NEWS_URL).respond(200, json=articles("a", "b"))
+        fetched = await default_news(ctx, DAY)  # type: ignore[arg-type]
+
+    assert refused == ([], "news_auth")
+    assert [len(fetched[0]), fetched[1]] == [2, None]
+    off = ctx["settings"].model_copy(update={"news_enabled": False})
+    assert await default_news({**ctx, "settings": off}, DAY) == ([], None)  # type: ignore[arg-type]
