@@ -15,7 +15,6 @@ from shared import keys
 from shared.errors import StoreError
 from shared.news_health import news_health
 from shared.presence import live_workers
-from shared.settings import Settings
 
 log = logging.getLogger("paperboy.api")
 
@@ -30,7 +29,7 @@ async def ready(request: Request) -> Response:
     """200 when Redis, the store and at least one worker answer; 503 naming what is missing.
 
     Callers need no key here, so a check names the failing part only; the error is logged.
-    News is reported but does not decide readiness: digests are still made without it.
+    News, when enabled, is reported but does not decide readiness: digests are made without it.
     """
     state = app_state(request)
     checks: dict[str, str] = {}
@@ -50,21 +49,20 @@ async def ready(request: Request) -> Response:
         log.warning("readiness: store unavailable: %s", exc.message)
         checks["store"] = "unavailable"
     ok = all(value == "ok" for value in checks.values())
-    checks["news"] = await _news_check(state["redis"], state["settings"])
+    if state["settings"].news_enabled:
+        checks["news"] = await _news_check(state["redis"], state["settings"].news_failure_alert)
     return JSONResponse(
         {"status": "ready" if ok else "not_ready", "checks": checks, "queue": keys.QUEUE},
         status_code=200 if ok else 503,
     )
 
 
-async def _news_check(redis: Redis, settings: Settings) -> str:
-    if not settings.news_enabled:
-        return "disabled"
+async def _news_check(redis: Redis, alert_after: int) -> str:
     try:
         health = await news_health(redis)
     except (RedisError, OSError) as exc:
         log.warning("readiness: news health unknown: %r", exc)
         return "unknown (Redis unavailable)"
-    if health.failures >= settings.news_failure_alert:
+    if health.failures >= alert_after:
         return f"failing ({health.failures} fetches in a row, last: {health.last_error})"
     return "ok"

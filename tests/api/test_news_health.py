@@ -68,8 +68,8 @@ def test_failing_news_is_named_on_ready_and_counted_in_metrics(
     assert "paperboy_news_consecutive_failures 0.0" in client.get("/metrics").text
 
 
-def test_news_turned_off_is_reported_as_disabled(redis_url: str, tmp_path: Path) -> None:
+def test_news_turned_off_is_not_checked(redis_url: str, tmp_path: Path) -> None:
     settings = api_settings(sqlite_path=tmp_path / "api.db", redis_url=redis_url)
     with TestClient(create_app(settings)) as plain:
         fail_news(redis_url, 5)
-        assert plain.get("/ready").json()["checks"]["news"] == "disabled"
+        assert "news" not in plain.get("/ready").json()["checks"]
