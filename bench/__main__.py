@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import (
     enqueue,
+    links,
     llm_bound,
     memory,
     overhead,
@@ -38,6 +39,7 @@ FIGURES: dict[str, Callable[..., Awaitable[Any]]] = {
     "retry": retry_cost.run,
     "memory": memory.run,
     "quality": quality.run,
+    "links": links.run,
 }
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 

@@ -13,7 +13,17 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from bench import enqueue, llm_bound, memory, overhead, pickup, profile, quality, retry_cost
+from bench import (
+    enqueue,
+    links,
+    llm_bound,
+    memory,
+    overhead,
+    pickup,
+    profile,
+    quality,
+    retry_cost,
+)
 from bench.servers import ROOT
 from bench.stats import spread
 
@@ -516,7 +526,7 @@ def _retry(doc: Doc, r: retry_cost.Result) -> None:
 
 def _quality(doc: Doc, r: quality.Result) -> None:
     doc.add(
-        f"## 8. Digest quality: recall@{r.k} on a corpus with planted relevant items",
+        f"## 9. Digest quality: recall@{r.k} on a corpus with planted relevant items",
         "",
         quality.__doc__.split("\n\n", 1)[1].strip() if quality.__doc__ else "",
         "",
@@ -573,6 +583,56 @@ def _quality(doc: Doc, r: quality.Result) -> None:
         f"path's ({_pct(offline_all)}); the shortlist passed {_pct(ceiling)} of the planted items "
         "to the ranking step, which bounds both.",
         "",
+    )
+
+
+def _links(doc: Doc, r: links.Result) -> None:
+    doc.add(
+        "## 10. Links: broken and paywalled news links that reach a digest",
+        "",
+        links.__doc__.split("\n\n", 1)[1].strip() if links.__doc__ else "",
+        "",
+        f"{r.digests} digests of {r.wanted} news items each, {r.ranked} ranked links per digest, "
+        f"{_pct(r.broken_share)} broken and {_pct(r.paywall_share)} paywalled by draw.",
+        "",
+    )
+    doc.table(
+        [
+            "rep",
+            "links delivered",
+            "broken (checked / unchecked)",
+            "paywalled, labelled (checked / unchecked)",
+            "of those, no working link left",
+            "Tavily requests",
+        ],
+        [
+            [
+                str(i + 1),
+                str(x.delivered),
+                f"{x.broken} / {x.old_broken}",
+                f"{x.paywalled} / {x.old_paywalled}",
+                str(x.paywalled_unavoidable),
+                str(x.extract_requests),
+            ]
+            for i, x in enumerate(r.reps)
+        ],
+    )
+    no_broken = all(x.broken == 0 for x in r.reps)
+    replaced = all(x.paywalled == x.paywalled_unavoidable for x in r.reps)
+    broken = spread([float(x.broken) for x in r.reps]).fmt(0)
+    paywalled = spread([float(x.paywalled) for x in r.reps]).fmt(0)
+    doc.add(
+        f"Target: no broken link reaches a digest — {_verdict(no_broken)} ({broken}); a "
+        f"paywalled link reaches one only when no working link was left to replace it — "
+        f"{_verdict(replaced)} ({paywalled} paywalled links reached, each labelled).",
+        "",
+    )
+    doc.target("links: broken links in digests", broken, "0", no_broken)
+    doc.target(
+        "links: paywalled links in digests",
+        paywalled,
+        "only where no working link was left",
+        replaced,
     )
 
 
@@ -889,6 +949,8 @@ def render(
         _scaling(body, results["llm"])
     if "quality" in results:
         _quality(body, results["quality"])
+    if "links" in results:
+        _links(body, results["links"])
     if "profile" in results:
         _profiles(body, results["profile"])
 

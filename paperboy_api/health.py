@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from paperboy_api.state import app_state
 from shared import keys
 from shared.errors import StoreError
+from shared.news_health import news_health
 from shared.presence import live_workers
 
 log = logging.getLogger("paperboy.api")
@@ -27,6 +29,7 @@ async def ready(request: Request) -> Response:
     """200 when Redis, the store and at least one worker answer; 503 naming what is missing.
 
     Callers need no key here, so a check names the failing part only; the error is logged.
+    News, when enabled, is reported but does not decide readiness: digests are made without it.
     """
     state = app_state(request)
     checks: dict[str, str] = {}
@@ -46,7 +49,20 @@ async def ready(request: Request) -> Response:
         log.warning("readiness: store unavailable: %s", exc.message)
         checks["store"] = "unavailable"
     ok = all(value == "ok" for value in checks.values())
+    if state["settings"].news_enabled:
+        checks["news"] = await _news_check(state["redis"], state["settings"].news_failure_alert)
     return JSONResponse(
         {"status": "ready" if ok else "not_ready", "checks": checks, "queue": keys.QUEUE},
         status_code=200 if ok else 503,
     )
+
+
+async def _news_check(redis: Redis, alert_after: int) -> str:
+    try:
+        health = await news_health(redis)
+    except (RedisError, OSError) as exc:
+        log.warning("readiness: news health unknown: %r", exc)
+        return "unknown (Redis unavailable)"
+    if health.failures >= alert_after:
+        return f"failing ({health.failures} fetches in a row, last: {health.last_error})"
+    return "ok"

@@ -12,6 +12,7 @@ from paperboy_api.state import app_state
 from shared import keys, queue
 from shared.metrics import Metrics, render
 from shared.models import TaskStatus
+from shared.news_health import news_health
 from shared.presence import live_workers
 from shared.store import Cond
 
@@ -22,6 +23,7 @@ async def metrics(request: Request) -> Response:
         values = await Metrics(state["redis"]).snapshot()
         summary = await queue.queue_summary(state["redis"])
         workers = await live_workers(state["redis"], state["settings"].lease_seconds)
+        news = await news_health(state["redis"])
     except RedisError as exc:
         raise ApiError(503, "Redis is unreachable", {"Retry-After": "5"}) from exc
     gauges = {
@@ -30,6 +32,7 @@ async def metrics(request: Request) -> Response:
         "paperboy_jobs_deferred": float(summary["deferred"]),
         "paperboy_oldest_queued_age_seconds": float(summary["oldest_queued_age_s"]),
         "paperboy_workers_live": float(len(workers)),
+        "paperboy_news_consecutive_failures": float(news.failures),
     }
     for status in (TaskStatus.PENDING, TaskStatus.PROCESSING):
         count = await state["backend"].count(

@@ -8,7 +8,7 @@ from datetime import date
 from arq import Retry
 
 from paperboy_worker.context import WorkerContext
-from paperboy_worker.pipeline.daily_sources import category_papers
+from paperboy_worker.pipeline.daily_sources import category_papers, default_news
 from paperboy_worker.pipeline.sources import merge_items
 from shared import queue
 from shared.errors import PermanentError, TransientError
@@ -61,10 +61,14 @@ async def _fetch(ctx: WorkerContext, task: FetchTask) -> dict[str, object]:
     day = date.fromisoformat(task.source_date)
     groups = [await category_papers(ctx, day, category) for category in task.categories]
     papers = merge_items(groups)
-    return {
+    news, news_error = await default_news(ctx, day)
+    result: dict[str, object] = {
         "source_date": task.source_date,
         "arxiv_count": len(papers),
-        "news_count": 0,
-        "total_count": len(papers),
+        "news_count": len(news),
+        "total_count": len(papers) + len(news),
         "by_category": {c: len(g) for c, g in zip(task.categories, groups, strict=True)},
     }
+    if news_error:
+        result["news_error"] = news_error
+    return result

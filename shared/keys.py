@@ -16,6 +16,14 @@ LEASE_SIGHTINGS = PREFIX + "lease-sightings"  # hash task_id -> when a reaper sa
 WORKERS = PREFIX + "workers"  # zset worker_id -> last heartbeat (Redis time, unix ms)
 
 RATELIMIT = PREFIX + "ratelimit:"
+NEWS_HEALTH = PREFIX + "news:health"  # hash: consecutive failures, last error code, since when
+EXTRACT_PAUSE = PREFIX + "extract:pause"  # string, expiring when extraction may resume
+EXTRACT_RATE_LIMITS = PREFIX + "extract:429s"  # counter of 429s, expiring with the pause window
+
+
+def extract_key(url_hash: str) -> str:
+    """string: one link's extraction (text and class), shared by every digest that picks it."""
+    return f"{PREFIX}extract:{url_hash}"
 
 
 def ratelimit_log_key(name: str) -> str:

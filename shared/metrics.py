@@ -86,6 +86,13 @@ SPECS = {
         ),
         Spec("paperboy_leases_reaped", "Lapsed leases released for another worker."),
         Spec("paperboy_tasks_requeued", "Tasks the reconciler queued again.", ("kind",)),
+        Spec("paperboy_news_fetches", "NewsAPI fetches by outcome.", ("outcome",)),
+        Spec("paperboy_extract_requests", "Tavily Extract requests by outcome.", ("outcome",)),
+        Spec(
+            "paperboy_news_links",
+            "Chosen news links by class, and whether each reached the digest.",
+            ("status", "outcome"),
+        ),
     )
 }
 

@@ -152,6 +152,26 @@ class Settings(BaseSettings):
     feedback_url: str | None = None
     feedback_email: str | None = None
 
+    # News (NewsAPI) and its full text (Tavily Extract). The old service's names and defaults.
+    # `/fetch-sources` and readers with no usable interest share this query.
+    news_query: str = "AI"
+    news_language: str = "en"
+    # Comma-separated NewsAPI source ids and domains to include or leave out.
+    news_sources: str | None = None
+    news_exclude_domains: str | None = None
+    # Consecutive failed fetches after which `/ready` names the news source as failing.
+    news_failure_alert: int = Field(default=3, ge=1)
+    tavily_api_key: SecretStr | None = None
+    tavily_base_url: str = "https://api.tavily.com"
+    extract_max_concurrent: int = Field(default=3, ge=1, le=20)
+    extract_timeout: float = Field(default=10, gt=0, le=120)
+    # Attempts after the first on a transport error, a 429 or a 5xx, spaced by the delay.
+    extract_retries: int = Field(default=1, ge=0, le=5)
+    extract_retry_delay_seconds: float = Field(default=1.0, ge=0, le=60)
+    # This many 429s within the pause window stop extraction for every worker for the window.
+    extract_pause_after_429s: int = Field(default=2, ge=1)
+    extract_pause_seconds: int = Field(default=86_400, ge=1)
+
 
 class ApiSettings(Settings):
     """The API's settings: the worker never holds the API's secrets, so only the API needs them."""

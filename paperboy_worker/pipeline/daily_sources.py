@@ -1,7 +1,10 @@
-"""A day's papers, fetched once per (source date, category) and shared by every digest of it.
+"""A day's sources, fetched once per (source date, category) and shared by every digest of it.
+
+A category is an arXiv category, or `news:<hash>` for the news of one query (with the filters
+in force), so news is shared the same way between readers who ask the same query.
 
 The first digest (or fetch task) of a new date takes a Redis lock per category and fetches; the
-others wait for the stored row instead of each hitting the arXiv API. The row in the store is
+others wait for the stored row instead of each hitting the source. The row in the store is
 what counts: a lock lost with Redis only costs a second fetch.
 """
 
@@ -11,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 
 from redis.exceptions import RedisError
@@ -19,10 +22,12 @@ from redis.exceptions import RedisError
 from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline import arxiv_feed
 from paperboy_worker.pipeline.items import Item
+from paperboy_worker.pipeline.news import fetch_news, stored_category
 from paperboy_worker.pipeline.sources import fetch_arxiv_category, merge_items
 from shared import keys
-from shared.errors import TransientError
+from shared.errors import PaperboyError, PermanentError, TransientError
 from shared.models import stamp
+from shared.news_health import record_failure, record_success
 
 log = logging.getLogger("paperboy.sources")
 
@@ -52,6 +57,59 @@ async def stored(ctx: WorkerContext, day: date, category: str) -> list[Item] | N
 
 
 async def category_papers(ctx: WorkerContext, day: date, category: str) -> list[Item]:
+    async def fetch() -> list[Item]:
+        return await fetch_arxiv_category(ctx["http"], ctx["settings"], day, category)
+
+    # An empty answer is not stored: arXiv sometimes answers nothing for a day that has
+    # papers, and a stored empty row would hide them from every later digest.
+    return await _shared(ctx, day, category, fetch, keep_empty=False)
+
+
+async def day_news(ctx: WorkerContext, day: date, query: str) -> list[Item]:
+    """The day's articles for `query`, fetched from NewsAPI once per (date, query)."""
+
+    async def fetch() -> list[Item]:
+        try:
+            items = await fetch_news(ctx["http"], ctx["settings"], query, day)
+        except PaperboyError as exc:
+            ctx["metrics"].inc("paperboy_news_fetches", outcome="failed")
+            await record_failure(ctx["redis"], exc.code)
+            raise
+        ctx["metrics"].inc("paperboy_news_fetches", outcome="ok")
+        await record_success(ctx["redis"])
+        return items
+
+    # A narrow query often has no article on a day; that answer is kept like any other.
+    category = stored_category(ctx["settings"], query)
+    return await _shared(ctx, day, category, fetch, keep_empty=True)
+
+
+async def default_news(ctx: WorkerContext, day: date) -> tuple[list[Item], str | None]:
+    """The default query's news (NEWS_QUERY), which every reader without an interest shares.
+
+    News refused for good (a bad key) leaves the papers fetched, as it does a digest; the code
+    says why the count is 0, and `/ready` shows the source failing.
+    """
+    settings = ctx["settings"]
+    if not (settings.news_enabled and settings.newsapi_key is not None):
+        return [], None
+    try:
+        return await day_news(ctx, day, settings.news_query), None
+    except PermanentError as exc:
+        log.warning(
+            "default news not fetched: %s", exc.message, extra={"source_date": day.isoformat()}
+        )
+        return [], exc.code
+
+
+async def _shared(
+    ctx: WorkerContext,
+    day: date,
+    category: str,
+    fetch: Callable[[], Awaitable[list[Item]]],
+    *,
+    keep_empty: bool,
+) -> list[Item]:
     deadline = time.monotonic() + ctx["settings"].task_timeout
     lock = f"{keys.PREFIX}lock:sources:{day.isoformat()}:{category}"
     while True:
@@ -61,7 +119,7 @@ async def category_papers(ctx: WorkerContext, day: date, category: str) -> list[
         token = uuid.uuid4().hex
         if await _acquire(ctx, lock, token):
             try:
-                return await _fetch_and_store(ctx, day, category)
+                return await _fetch_and_store(ctx, day, category, fetch, keep_empty=keep_empty)
             finally:
                 await _release(ctx, lock, token)
         if time.monotonic() > deadline:
@@ -72,14 +130,19 @@ async def category_papers(ctx: WorkerContext, day: date, category: str) -> list[
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _fetch_and_store(ctx: WorkerContext, day: date, category: str) -> list[Item]:
+async def _fetch_and_store(
+    ctx: WorkerContext,
+    day: date,
+    category: str,
+    fetch: Callable[[], Awaitable[list[Item]]],
+    *,
+    keep_empty: bool,
+) -> list[Item]:
     cached = await stored(ctx, day, category)  # filled while we waited for the lock
     if cached is not None:
         return cached
-    items = await fetch_arxiv_category(ctx["http"], ctx["settings"], day, category)
-    if items:
-        # An empty answer is not stored: arXiv sometimes answers nothing for a day that has
-        # papers, and a stored empty row would hide them from every later digest.
+    items = await fetch()
+    if items or keep_empty:
         row = {
             "source_date": day.isoformat(),
             "category": category,
@@ -90,7 +153,7 @@ async def _fetch_and_store(ctx: WorkerContext, day: date, category: str) -> list
         await ctx["backend"].upsert(keys.DAILY_SOURCES, row)
     log.info(
         "sources fetched",
-        extra={"papers": len(items), "category": category, "source_date": day.isoformat()},
+        extra={"items": len(items), "category": category, "source_date": day.isoformat()},
     )
     return items
 

@@ -18,6 +18,10 @@ def without_nul(text: str) -> str:
 Text = Annotated[str, AfterValidator(without_nul)]
 
 
+# What extracting a news link's text showed about it (pipeline/links.py).
+LinkStatus = Literal["accessible", "suspected_paywall", "broken", "unknown"]
+
+
 class Item(BaseModel):
     """One candidate for the digest: an arXiv paper or a news article."""
 
@@ -32,8 +36,8 @@ class Item(BaseModel):
     url: Text
     pdf_url: Text | None = None
     source: Text | None = None
-    # What the news extraction learnt about the link; a paywalled one is labelled in the email.
-    link_status: Literal["accessible", "suspected_paywall", "broken", "unknown"] = "unknown"
+    # News only, set once the item is chosen for a digest; None for papers.
+    link_status: LinkStatus | None = None
 
 
 class ScoredItem(BaseModel):

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from paperboy_worker.pipeline.items import Item, without_nul
+from paperboy_worker.pipeline.items import Item, Profile, without_nul
 from paperboy_worker.pipeline.shortlist import STOPWORDS
 from paperboy_worker.pipeline.sources import merge_items
 from shared.errors import PaperboyError, PermanentError, TransientError
@@ -26,7 +26,8 @@ from shared.settings import Settings
 
 log = logging.getLogger("paperboy.news")
 
-EVERYTHING_PATH = "/v2/everything"
+EVERYTHING = "everything"
+API_VERSION = "v2"
 PAGE_SIZE = 100  # NewsAPI's maximum; a day is one request either way
 MAX_QUERY_CHARS = 500  # NewsAPI refuses longer `q` values
 MAX_TERMS = 6
@@ -67,13 +68,13 @@ async def fetch_news(
         # A bare date in `to` means its midnight, which would leave an empty window.
         "from": f"{day.isoformat()}T00:00:00",
         "to": f"{day.isoformat()}T23:59:59",
-        "language": "en",
         "sortBy": "relevancy",
         "pageSize": PAGE_SIZE,
+        **filters(settings),
     }
     # The key goes in a header: URLs end up in logs and exception messages.
     headers = {"X-Api-Key": settings.newsapi_key.get_secret_value()}
-    url = settings.newsapi_base_url.rstrip("/") + EVERYTHING_PATH
+    url = everything_url(settings.newsapi_base_url)
     try:
         response = await http.get(url, params=params, headers=headers)
     except httpx.HTTPError as exc:
@@ -86,6 +87,46 @@ async def fetch_news(
     items = merge_items([[item for item in map(article_item, articles) if item is not None]])
     log.info("news fetched", extra={"day": day.isoformat(), "articles": len(items)})
     return items
+
+
+def everything_url(base_url: str) -> str:
+    """`/v2/everything` under `base_url`, whether that names the host or the `/v2` base
+    NewsAPI's documentation gives (or the endpoint itself)."""
+    base = base_url.rstrip("/")
+    if base.endswith(f"/{API_VERSION}/{EVERYTHING}"):
+        return base
+    if base.endswith(f"/{API_VERSION}"):
+        return f"{base}/{EVERYTHING}"
+    return f"{base}/{API_VERSION}/{EVERYTHING}"
+
+
+def filters(settings: Settings) -> dict[str, str]:
+    """The old service's optional NewsAPI filters as request parameters; unset ones left out."""
+    values = {
+        "language": settings.news_language.strip(),
+        "sources": _comma_list(settings.news_sources),
+        "excludeDomains": _comma_list(settings.news_exclude_domains),
+    }
+    return {name: value for name, value in values.items() if value}
+
+
+def stored_category(settings: Settings, query: str) -> str:
+    """The `daily_sources` category one query's articles are stored under.
+
+    The same query with the same filters is the same NewsAPI answer, so the digests of every
+    reader who asks it share one fetch; a changed filter is a different answer.
+    """
+    parts = (bounded_query(query), *sorted(filters(settings).items()))
+    digest = hashlib.sha1(repr(parts).encode(), usedforsecurity=False).hexdigest()[:16]
+    return f"news:{digest}"
+
+
+def news_reader(profile: Profile) -> Profile:
+    """The reader news is ranked for: their news interest, when they gave one, is what counts."""
+    interest = (profile.news_interest or "").strip()
+    if not interest:
+        return profile
+    return Profile(name=profile.name, goals=interest, news_interest=interest)
 
 
 def article_item(article: object) -> Item | None:
@@ -246,6 +287,10 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
 def _is_web_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in {"http", "https"} and bool(parts.netloc)
+
+
+def _comma_list(value: str | None) -> str:
+    return ",".join(part.strip() for part in (value or "").split(",") if part.strip())
 
 
 def _string(value: object) -> str:

@@ -23,9 +23,11 @@ from pydantic import TypeAdapter
 
 from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline.checkpoints import Checkpoints
-from paperboy_worker.pipeline.daily_sources import papers_for
+from paperboy_worker.pipeline.daily_sources import day_news, papers_for
+from paperboy_worker.pipeline.extract import Extractor
 from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick, Profile
-from paperboy_worker.pipeline.news import fetch_news, news_query
+from paperboy_worker.pipeline.links import choose_news
+from paperboy_worker.pipeline.news import news_query, news_reader
 from paperboy_worker.pipeline.render import Feedback, render_digest
 from paperboy_worker.pipeline.shortlist import shortlist
 from paperboy_worker.pipeline.writer import Step, Writer
@@ -67,7 +69,7 @@ class Attempt:
         await self._stage(Stage.SHORTLIST, 0.15, f"Shortlisting {len(papers) + len(news)} items")
         limit = self.settings.ranking_input_max_articles
         paper_candidates = shortlist(papers, profile, limit)
-        news_candidates = shortlist(news, profile, limit)
+        news_candidates = shortlist(news, news_reader(profile), limit)
 
         await self._stage(Stage.RANK, 0.25, f"Ranking {len(paper_candidates)} candidates")
         top_n = self.request.top_n_articles or self.settings.top_n_articles
@@ -76,10 +78,16 @@ class Attempt:
         )
         if news_candidates:
             top_news = self.request.top_n_news or self.settings.top_n_news
-            news_picks: list[Pick] = await self._paid(
-                "rank:news", PICKS, lambda: self.writer.rank(news_candidates, profile, top_news)
+            # Twice as many as wanted: the spares replace broken and paywalled links.
+            ranked_news: list[Pick] = await self._paid(
+                "rank:news",
+                PICKS,
+                lambda: self.writer.rank(news_candidates, news_reader(profile), 2 * top_news),
             )
-            picks = picks + news_picks
+            extractor = Extractor(
+                self.ctx["http"], self.ctx["redis"], self.settings, self.ctx["metrics"]
+            )
+            picks = picks + await choose_news(extractor, ranked_news, top_news)
         if not picks:
             raise NothingRelevantError("None of the day's items matches the profile")
 
@@ -123,11 +131,10 @@ class Attempt:
         return papers, news
 
     async def _news(self, profile: Profile, day: Any) -> list[Item]:
-        query = news_query(profile.news_interest, profile.goals)
-        if not query:
-            return []
+        # A reader with no usable interest shares the default query (what /fetch-sources counts).
+        query = news_query(profile.news_interest, profile.goals) or self.settings.news_query
         try:
-            return await fetch_news(self.ctx["http"], self.settings, query, day)
+            return await day_news(self.ctx, day, query)
         except PermanentError as exc:
             # The papers still make a digest; say that news is missing instead of failing.
             log.warning("news unavailable: %s", exc.message, extra=self._extra())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import enqueue, llm_bound, overhead, report
+from bench import enqueue, links, llm_bound, overhead, report
 
 MACHINE: dict[str, Any] = {
     "date": "2026-12-02 12:00 UTC",
@@ -127,3 +127,20 @@ def test_no_fixed_conclusion_survives() -> None:
     for text in (render(FAST), render(SLOW)):
         for claim in FIXED_CLAIMS:
             assert claim not in text
+
+
+def links_result(broken: int, paywalled: int, unavoidable: int) -> links.Result:
+    rep = links.Rep(40, 5, 200, broken, paywalled, unavoidable, 30, 25, 300)
+    return links.Result(reps=[rep])
+
+
+def test_the_links_verdicts_follow_the_counts() -> None:
+    good = render({"links": links_result(broken=0, paywalled=4, unavoidable=4)})
+    bad = render({"links": links_result(broken=2, paywalled=4, unavoidable=1)})
+
+    assert set(summary(good).values()) == {"**met**"}
+    assert summary(bad) == {
+        "links: broken links in digests": "**missed**",
+        "links: paywalled links in digests": "**missed**",
+    }
+    assert "| 1 | 200 | 2 / 30 | 4 / 25 | 1 | 300 |" in bad

@@ -1,4 +1,5 @@
-"""Sources are fetched once per (date, category) and shared by fetch tasks and digests."""
+"""Sources are fetched once per (date, category), news once per (date, query), and shared by
+fetch tasks and digests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_arxiv import FlakyArxiv
+from tests.news_standins import NAMES, NewsApiStandIn, TavilyStandIn
 from tests.processes import Proc, Stack, base_env
 from tests.receiver import Receiver
 from tests.support import digest_body, wait_until
@@ -70,3 +72,73 @@ def test_fetch_tasks_and_digests_share_one_fetch_per_category(
     assert stack.client.get("/fetch-status/unknown").status_code == 404
     bad = stack.client.post("/fetch-sources", json={"source_date": "2999-01-01"})
     assert bad.status_code == 422
+
+
+def test_news_is_fetched_once_per_date_and_query_and_bad_links_never_reach_a_digest(
+    redis_url: str,
+    tmp_path: Path,
+    processes: Callable[..., Proc],
+    start_api: Callable[[dict[str, str]], Stack],
+) -> None:
+    with FlakyArxiv(failures=0) as arxiv, NewsApiStandIn() as news, TavilyStandIn(1) as tavily:
+        env = base_env(
+            redis_url,
+            tmp_path / "paperboy.db",
+            source_mode="live",
+            arxiv_api_url=arxiv.url,
+            arxiv_page_delay_seconds="0",
+            news_enabled="true",
+            newsapi_base_url=news.url + "/v2",  # the base NewsAPI documents
+            newsapi_key="news-key",
+            tavily_api_key="tvly-key",
+            tavily_base_url=tavily.url,
+            extract_retry_delay_seconds="0",
+        )
+        stack = start_api(env)
+        processes("worker", env)
+        processes("worker", env)
+        fetch = {"source_date": DAY, "categories": ["cs.AI"]}
+        fetch_ids = [
+            stack.client.post("/fetch-sources", json=fetch).json()["task_id"] for _ in range(2)
+        ]
+        readers = [("chips", 3), ("chips", 6), ("gpus", 3)]
+        digest_ids = [
+            stack.post_digest(
+                digest_body(
+                    source_date=DAY,
+                    categories=["cs.AI"],
+                    top_n_news=top_n,
+                    user_info={"name": "Ada", "news_interest": interest},
+                )
+            ).json()["task_id"]
+            for interest, top_n in readers
+        ]
+        digests = [stack.wait_status(t, {"completed", "failed"}, timeout=60) for t in digest_ids]
+        fetched = [
+            wait_until(
+                lambda t=task_id: (
+                    (s := stack.client.get(f"/fetch-status/{t}").json())["status"]
+                    in {"completed", "failed"}
+                    and s
+                ),
+                timeout=30,
+            )
+            for task_id in fetch_ids
+        ]
+
+    assert news.requests == {(DAY, "AI"): 1, (DAY, "chips"): 1, (DAY, "gpus"): 1}
+    for status in fetched:
+        assert status["status"] == "completed"
+        assert status["result"]["news_count"] == len(NAMES)
+        assert status["result"]["total_count"] == status["result"]["arxiv_count"] + len(NAMES)
+    assert max(tavily.urls.values()) == 1  # a link two digests pick is extracted once
+    for digest, (_, top_n) in zip(digests, readers, strict=True):
+        assert digest["status"] == "completed"
+        links = [a["item"] for a in digest["articles"] if a["item"]["kind"] == "news"]
+        assert "broken" not in {link["link_status"] for link in links}
+        assert "gone-" not in digest["result"]
+        statuses = [link["link_status"] for link in links]
+        if top_n == 3:  # enough working links: the paywall was replaced
+            assert statuses == ["accessible"] * 3
+        else:  # five stories work; the paywall fills the sixth place, last
+            assert statuses == ["accessible"] * 5 + ["suspected_paywall"]

@@ -9,7 +9,13 @@ import httpx
 import pytest
 import respx
 
-from paperboy_worker.pipeline.news import fetch_news, news_query
+from paperboy_worker.pipeline.items import Profile
+from paperboy_worker.pipeline.news import (
+    fetch_news,
+    news_query,
+    news_reader,
+    stored_category,
+)
 from shared.errors import PermanentError, TransientError
 from shared.retry import MAX_RETRY_AFTER_SECONDS
 from shared.settings import Settings
@@ -108,6 +114,70 @@ async def test_a_trailing_slash_on_the_base_url_is_harmless(
     await fetch_news(http, settings(newsapi_base_url=BASE_URL + "/"), "chips", DAY)
 
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize("base", [BASE_URL + "/v2", BASE_URL + "/v2/", EVERYTHING])
+async def test_the_documented_v2_base_url_works_too(
+    mock: respx.MockRouter, http: httpx.AsyncClient, base: str
+) -> None:
+    route = mock.get(EVERYTHING).mock(return_value=ok(article()))
+
+    items = await fetch_news(http, settings(newsapi_base_url=base), "chips", DAY)
+
+    assert route.call_count == 1
+    assert len(items) == 1
+
+
+async def test_the_old_filters_are_sent_when_set(
+    mock: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    route = mock.get(EVERYTHING).mock(return_value=ok())
+    filtered = settings(
+        news_language="de",
+        news_sources=" bbc-news , the-verge,",
+        news_exclude_domains="spam.example, ads.example",
+    )
+
+    await fetch_news(http, filtered, "chips", DAY)
+
+    params = route.calls[0].request.url.params
+    assert params["language"] == "de"
+    assert params["sources"] == "bbc-news,the-verge"
+    assert params["excludeDomains"] == "spam.example,ads.example"
+
+
+async def test_an_empty_language_sends_no_language(
+    mock: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    route = mock.get(EVERYTHING).mock(return_value=ok())
+
+    await fetch_news(http, settings(news_language=""), "chips", DAY)
+
+    params = route.calls[0].request.url.params
+    assert {"language", "sources", "excludeDomains"}.isdisjoint(params.keys())
+
+
+def test_one_query_with_the_same_filters_is_stored_once() -> None:
+    plain = settings()
+    assert stored_category(plain, "chips  OR gpus") == stored_category(plain, "chips OR gpus")
+    assert stored_category(plain, "chips") != stored_category(plain, "gpus")
+    assert stored_category(plain, "chips") != stored_category(
+        settings(news_exclude_domains="spam.example"), "chips"
+    )
+    assert stored_category(plain, "chips").startswith("news:")
+
+
+def test_news_is_ranked_against_the_news_interest_when_there_is_one() -> None:
+    reader = Profile(
+        name="Ada", title="Chip designer", goals="compilers", news_interest="EU AI Act"
+    )
+
+    words = news_reader(reader).query_text()
+    assert "EU AI Act" in words
+    assert "compilers" not in words
+    assert "Chip designer" not in words
+    plain = Profile(name="Ada", goals="compilers")
+    assert news_reader(plain) == plain
 
 
 async def test_the_query_is_bounded_and_kept_on_one_line(
