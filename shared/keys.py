@@ -8,6 +8,7 @@ GENERATE_DIGEST = "generate_digest"
 DELIVER_CALLBACK = "deliver_callback"
 FETCH_SOURCES = "fetch_sources"
 DAILY_RUN = "daily_run"
+SEND_EMAIL = "send_email"
 
 # Redis keys of our own (arq's own keys start with "arq:")
 PREFIX = "paperboy:"
@@ -45,6 +46,7 @@ DIGEST_TASKS = TABLE_PREFIX + "digest_tasks"
 FETCH_TASKS = TABLE_PREFIX + "fetch_tasks"
 DAILY_SOURCES = TABLE_PREFIX + "daily_sources"
 IDEMPOTENCY_KEYS = TABLE_PREFIX + "idempotency_keys"
+EMAIL_DELIVERIES = TABLE_PREFIX + "email_deliveries"
 PROFILES = "profiles"
 
 
@@ -59,6 +61,11 @@ def callback_job_id(task_id: str, kind: str = "digest") -> str:
 
 def fetch_job_id(task_id: str) -> str:
     return f"fetch:{task_id}"
+
+
+def email_job_id(delivery_key: str) -> str:
+    """One send job per delivery: queued twice (run, reconciler, webhook retry), it runs once."""
+    return f"email:{delivery_key}"
 
 
 def lease_key(task_id: str) -> str:

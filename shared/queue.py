@@ -85,10 +85,12 @@ async def enqueue_digest(redis: ArqRedis, task_id: str, *, defer: float = 0) -> 
     )
 
 
-async def enqueue_daily_run(redis: ArqRedis, source_date: date, run_id: str = "cron") -> bool:
+async def enqueue_daily_run(
+    redis: ArqRedis, source_date: date, run_id: str = "cron", *, retry_failed: bool = False
+) -> bool:
     """Queue the daily fan-out for a date; each run id is its own run (all of them idempotent)."""
     job_id = f"daily:{source_date.isoformat()}:{run_id}"
-    return await enqueue(redis, keys.DAILY_RUN, job_id, source_date.isoformat())
+    return await enqueue(redis, keys.DAILY_RUN, job_id, source_date.isoformat(), retry_failed)
 
 
 async def enqueue_callback(

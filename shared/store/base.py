@@ -42,6 +42,7 @@ TABLES = {
         Table(keys.DAILY_SOURCES, ("source_date", "category"), frozenset({"items"})),
         Table(keys.PROFILES, ("user_id",)),
         Table(keys.IDEMPOTENCY_KEYS, ("key",)),
+        Table(keys.EMAIL_DELIVERIES, ("delivery_key",)),
     )
 }
 

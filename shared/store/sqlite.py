@@ -92,6 +92,24 @@ CREATE TABLE IF NOT EXISTS $idempotency_keys (
     task_id TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS $email_deliveries (
+    delivery_key TEXT PRIMARY KEY NOT NULL,
+    kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    source_date TEXT,
+    task_id TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    provider_message_id TEXT,
+    error TEXT,
+    first_send_at TEXT,
+    sent_at TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ${email_deliveries}_date ON $email_deliveries (source_date);
+CREATE INDEX IF NOT EXISTS ${email_deliveries}_state ON $email_deliveries (state);
 CREATE TABLE IF NOT EXISTS $profiles (
     id TEXT PRIMARY KEY NOT NULL DEFAULT (
         lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4'
@@ -117,6 +135,7 @@ CREATE TABLE IF NOT EXISTS $profiles (
     fetch_tasks=keys.FETCH_TASKS,
     daily_sources=keys.DAILY_SOURCES,
     idempotency_keys=keys.IDEMPOTENCY_KEYS,
+    email_deliveries=keys.EMAIL_DELIVERIES,
     profiles=keys.PROFILES,
 )
 

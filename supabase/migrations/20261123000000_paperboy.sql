@@ -86,6 +86,33 @@ create table if not exists public.paperboy_idempotency_keys (
     created_at timestamptz not null default now()
 );
 
+-- One email per (source_date, user_id), or one welcome per user: the key is also the provider's
+-- idempotency key. States: pending -> generating -> generated -> sending -> sent | failed |
+-- ambiguous; `sent` is final (shared/deliveries.py). Times are ISO-8601 UTC text.
+create table if not exists public.paperboy_email_deliveries (
+    delivery_key text primary key,
+    kind text not null check (kind in ('digest', 'welcome')),
+    user_id text not null,
+    email text not null,
+    source_date text,
+    task_id text,
+    state text not null default 'pending'
+        check (state in ('pending', 'generating', 'generated', 'sending', 'sent', 'failed',
+                         'ambiguous')),
+    attempts integer not null default 0,
+    provider_message_id text,
+    error text,
+    first_send_at text,
+    sent_at text,
+    created_at text not null,
+    updated_at text not null
+);
+create index if not exists paperboy_email_deliveries_date
+    on public.paperboy_email_deliveries (source_date);
+create index if not exists paperboy_email_deliveries_state
+    on public.paperboy_email_deliveries (state)
+    where state not in ('sent', 'failed');
+
 -- The frontend's subscribers, as the live project has them. On the live project the table exists
 -- and this statement does nothing; on an empty database it makes the same shape
 -- (gen_random_uuid() is built into PostgreSQL 13 and later).
@@ -116,4 +143,5 @@ alter table public.paperboy_digest_tasks enable row level security;
 alter table public.paperboy_fetch_tasks enable row level security;
 alter table public.paperboy_daily_sources enable row level security;
 alter table public.paperboy_idempotency_keys enable row level security;
+alter table public.paperboy_email_deliveries enable row level security;
 alter table public.profiles enable row level security;

@@ -18,6 +18,7 @@ PAPERBOY_TABLES = {
     keys.FETCH_TASKS,
     keys.DAILY_SOURCES,
     keys.IDEMPOTENCY_KEYS,
+    keys.EMAIL_DELIVERIES,
     keys.PROFILES,
 }
 LIVE_TABLES = ("profiles", "digest_tasks", "fetch_tasks", "daily_sources")
