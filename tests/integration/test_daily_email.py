@@ -114,6 +114,8 @@ def test_a_daily_run_emails_each_subscriber_their_digest_once(
     assert rows["Cy"]["task_id"] is None and rows["Dee"]["task_id"] is None
     totals = day_status(stack)["totals"]
     assert totals == {"eligible": 2, "sent": 2, "failed": 0, "skipped": 0, "ambiguous": 0}
+    sent = 'paperboy_emails_total{kind="digest",outcome="sent"} 2.0'
+    wait_until(lambda: sent in stack.client.get("/metrics").text, timeout=10)
 
     run_day(stack)  # the same day again: every delivery is there, and sent
     wait_until(lambda: worker.log().count(RUN_LOGGED) == 2, timeout=30)

@@ -254,6 +254,46 @@ async def test_an_ambiguous_send_past_the_window_is_left_for_an_operator(
     assert len(resend.received()) == 1
 
 
+# Operators: retry_failed
+
+
+async def test_retry_failed_sends_a_failed_delivery_again_and_never_a_sent_one(
+    store: dict[str, Any], resend: ResendStandIn
+) -> None:
+    ctx = with_settings(store, resend_settings(resend))
+    await notify_by_email(ctx, await a_digest(ctx))
+    resend.script.append(Answer(422, {"name": "validation_error", "message": "Bad from"}))
+    assert await send_email(ctx, KEY) == "failed"
+    task_id = daily_task_id(ADA, DAY)
+
+    await open_delivery(ctx, ADA, "ada@example.com", DAY, task_id)  # a plain run again
+    assert (await state_of(ctx)).state is DeliveryState.FAILED
+    await open_delivery(ctx, ADA, "ada@example.com", DAY, task_id, retry_failed=True)
+    assert (await state_of(ctx)).state is DeliveryState.GENERATED
+    assert await send_email(ctx, KEY) == "sent"
+    await open_delivery(ctx, ADA, "ada@example.com", DAY, task_id, retry_failed=True)
+
+    assert (await state_of(ctx)).state is DeliveryState.SENT
+    assert await send_email(ctx, KEY) == "nothing to send"
+    assert len(resend.received()) == 2
+
+
+async def test_retry_failed_makes_a_failed_digest_again_before_sending(
+    store: dict[str, Any], resend: ResendStandIn
+) -> None:
+    ctx = with_settings(store, resend_settings(resend))
+    task = await a_digest(ctx, TaskStatus.FAILED)
+    await notify_by_email(ctx, task)
+
+    await open_delivery(ctx, ADA, "ada@example.com", DAY, task.task_id, retry_failed=True)
+
+    assert (await state_of(ctx)).state is DeliveryState.PENDING
+    reopened = await ctx["tasks"].get(task.task_id)
+    assert reopened is not None and reopened.status is TaskStatus.PENDING
+    job_status = await queue.job_status(ctx["redis"], keys.digest_job_id(task.task_id))
+    assert job_status is JobStatus.queued
+
+
 # SMTP: no idempotency key on the server
 
 
