@@ -49,11 +49,12 @@ from shared.mail import (
     senders,
     welcome_email,
 )
-from shared.mail.message import digest_key
+from shared.mail.message import IDEMPOTENCY_WINDOW_SECONDS, digest_key
 from shared.models import DigestTask, TaskStatus, stamp, utcnow
 from shared.profiles import ProfileRepository
 from shared.retry import backoff_delay
 from shared.settings import Settings
+from shared.store import Cond
 
 log = logging.getLogger("paperboy.email")
 
@@ -320,14 +321,35 @@ async def reconcile_deliveries(ctx: WorkerContext) -> int:
     """Put back what the store says should be under way: a digest that ended without moving its
     delivery, a send with no live job, a `sending` whose attempt is long dead. The number of
     deliveries it moved or queued."""
+    settings = ctx["settings"]
     deliveries = DeliveryRepository(ctx["backend"])
     moved = 0
-    for delivery in await deliveries.in_states(BEFORE_DIGEST):
+    # Only digests older than one attempt's limit: younger ones are simply still being made.
+    digest_cutoff = _ago(settings.digest_task_timeout + settings.reconcile_grace_seconds)
+    stuck = await deliveries.in_states(BEFORE_DIGEST, Cond("updated_at", "lt", digest_cutoff))
+    for delivery in stuck:
         moved += await _advance(ctx, delivery)
     moved += await _stale_sends(ctx, deliveries)
-    for delivery in await deliveries.in_states(SENDABLE):
+    for delivery in await _sendable(settings, deliveries):
         moved += await _requeue(ctx, delivery)
     return moved
+
+
+def _ago(seconds: float) -> str:
+    return stamp(utcnow() - timedelta(seconds=seconds))
+
+
+async def _sendable(settings: Settings, deliveries: DeliveryRepository) -> list[Delivery]:
+    """Ready ones, and ambiguous ones that may be sent again: those left for an operator pile
+    up over the days and must not crowd the ready ones out of a page."""
+    ready = await deliveries.in_states([DeliveryState.GENERATED])
+    if settings.email_provider not in IDEMPOTENT_PROVIDERS:
+        return ready
+    window = _ago(IDEMPOTENCY_WINDOW_SECONDS)
+    unknown = await deliveries.in_states(
+        [DeliveryState.AMBIGUOUS], Cond("first_send_at", "gt", window)
+    )
+    return ready + unknown
 
 
 async def _requeue(ctx: WorkerContext, delivery: Delivery) -> int:
@@ -354,11 +376,10 @@ async def _advance(ctx: WorkerContext, delivery: Delivery) -> int:
 async def _stale_sends(ctx: WorkerContext, deliveries: DeliveryRepository) -> int:
     """`sending` for longer than any live attempt can take: its worker died mid-send."""
     settings = ctx["settings"]
-    cutoff = utcnow() - timedelta(seconds=job_timeout(settings) + settings.reconcile_grace_seconds)
+    cutoff = _ago(job_timeout(settings) + settings.reconcile_grace_seconds)
     stale = 0
-    for delivery in await deliveries.in_states([DeliveryState.SENDING]):
-        if delivery.updated_at >= stamp(cutoff):
-            continue
+    sending = await deliveries.in_states([DeliveryState.SENDING], Cond("updated_at", "lt", cutoff))
+    for delivery in sending:
         if await deliveries.ambiguous(delivery, "the worker stopped during the send") is not None:
             _count(ctx, delivery, "ambiguous")
             stale += 1

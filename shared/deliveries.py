@@ -221,10 +221,13 @@ class DeliveryRepository:
         )
         return [Delivery.model_validate(row) for row in rows]
 
-    async def in_states(self, states: Sequence[DeliveryState], limit: int = 1000) -> list[Delivery]:
+    async def in_states(
+        self, states: Sequence[DeliveryState], *where: Cond, limit: int = 1000
+    ) -> list[Delivery]:
+        """Oldest change first; `where` narrows it (say, to changes before a cutoff)."""
         rows = await self.backend.select(
             keys.EMAIL_DELIVERIES,
-            [Cond("state", "in", _states(states))],
+            [Cond("state", "in", _states(states)), *where],
             order_by="updated_at",
             limit=limit,
         )
