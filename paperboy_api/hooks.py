@@ -25,6 +25,9 @@ from shared.mail import senders
 log = logging.getLogger("paperboy.api")
 
 # An address is one line with one `@` and no spaces: anything else would not survive a header.
+# The user becomes the provider's idempotency key (`welcome:{user_id}`), an HTTP header: a uuid
+# fits, and nothing that a header cannot carry does.
+USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
 
 
@@ -33,8 +36,8 @@ class WelcomeRecord(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    id: Annotated[StrictStr | None, Field(max_length=64)] = None
-    user_id: Annotated[StrictStr | None, Field(max_length=64)] = None
+    id: Annotated[StrictStr | None, Field(pattern=USER_ID_PATTERN)] = None
+    user_id: Annotated[StrictStr | None, Field(pattern=USER_ID_PATTERN)] = None
     email: Annotated[StrictStr | None, Field(max_length=320, pattern=EMAIL_PATTERN)] = None
     name: Annotated[StrictStr | None, Field(max_length=200)] = None
 

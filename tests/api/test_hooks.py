@@ -133,6 +133,8 @@ def test_without_an_email_provider_the_hook_is_unavailable(tmp_path: Path, redis
         ({"email": "a" * 320 + "@example.com"}, "email"),
         ({"email": "ada@example.com", "name": "A" * 201}, "name"),
         ({"email": "ada@example.com", "user_id": None, "id": None}, "user_id"),
+        ({"email": "ada@example.com", "user_id": "ada\u00e9 x"}, "user_id"),
+        ({"email": "ada@example.com", "user_id": "u" * 65}, "user_id"),
     ],
 )
 def test_fields_are_validated_and_bounded(
