@@ -3,6 +3,7 @@ real Redis (arq's enqueue is a Lua script), and local stand-ins for Resend and a
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,7 +30,9 @@ from shared.models import DigestTask, TaskStatus, stamp, utcnow
 from shared.settings import Settings, WorkerProcessSettings, load_settings
 from shared.store.sqlite import SqliteBackend
 from shared.tasks import TaskRepository
+from tests.conftest import base_env
 from tests.mail_servers import RESEND_KEY, Answer, Inbox, ResendStandIn, resend_stand_in, smtp_inbox
+from tests.support import BIN, ROOT
 
 DAY = date(2026, 11, 22)
 ADA = "00000000-0000-4000-8000-000000000001"
@@ -376,6 +379,18 @@ def test_the_worker_refuses_a_daily_run_that_can_email_nobody() -> None:
     with pytest.raises(SystemExit, match="^paperboy: invalid configuration: .*EMAIL_PROVIDER"):
         load_settings(WorkerProcessSettings, orchestration_enabled=True)
     assert Settings(orchestration_enabled=True).orchestration_enabled  # the API starts anyway
+
+
+def test_the_worker_command_refuses_with_one_line(tmp_path: Path, redis_url: str) -> None:
+    env = base_env(redis_url, tmp_path / "paperboy.db", orchestration_enabled="true")
+    argv = [str(BIN / "python"), "-m", "paperboy_worker"]
+    ended = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    assert ended.returncode == 1
+    assert ended.stderr.strip().splitlines() == [
+        "paperboy: invalid configuration: settings: Value error, ORCHESTRATION_ENABLED=true "
+        "needs EMAIL_PROVIDER=resend or smtp: the daily digests would reach no subscriber"
+    ]
 
 
 def test_the_supabase_key_may_be_named_as_the_old_service_named_it() -> None:
