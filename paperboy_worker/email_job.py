@@ -117,13 +117,15 @@ async def _retry(ctx: WorkerContext, deliveries: DeliveryRepository, failed: Del
 
 async def digest_started(ctx: WorkerContext, task: DigestTask) -> None:
     """A daily digest began: the delivery is `generating`; the profile says which digest."""
-    if task.user_id is None or task.source_date is None or task.attempt != 1:
+    if task.user_id is None or task.source_date is None:
         return
     key = digest_key(date.fromisoformat(task.source_date), task.user_id)
     try:
-        await DeliveryRepository(ctx["backend"]).generating(key, task.task_id)
-        await ProfileRepository(ctx["backend"]).digest_started(task.user_id, task.task_id)
-    except StoreError as exc:  # cosmetic until the digest ends; the reconciler catches up
+        moved = await DeliveryRepository(ctx["backend"]).generating(key, task.task_id)
+        # Once per making of the digest: its first attempt, or the first after a retry_failed.
+        if moved is not None or task.attempt == 1:
+            await ProfileRepository(ctx["backend"]).digest_started(task.user_id, task.task_id)
+    except StoreError as exc:  # cosmetic: the digest's end moves the delivery on from pending
         log.warning("could not record the digest's start: %s", exc, extra={"task_id": task.task_id})
 
 

@@ -18,6 +18,7 @@ from pydantic import SecretStr, ValidationError
 
 from paperboy_worker.daily import daily_task_id
 from paperboy_worker.email_job import (
+    digest_started,
     notify_by_email,
     open_delivery,
     reconcile_deliveries,
@@ -96,7 +97,7 @@ async def a_digest(ctx: Any, status: TaskStatus = TaskStatus.COMPLETED) -> Diges
         user_id=ADA,
         source_date=DAY.isoformat(),
         result=HTML if status is TaskStatus.COMPLETED else None,
-        error=None if status is TaskStatus.COMPLETED else "No papers for the date",
+        error="No papers for the date" if status is TaskStatus.FAILED else None,
     )
     await ctx["tasks"].create(task)
     await ctx["backend"].insert(
@@ -119,6 +120,19 @@ async def emails_counted(ctx: Any) -> dict[str, float]:
 
 
 # The digest's hooks
+
+
+async def test_a_started_digest_moves_its_delivery_and_names_itself_on_the_profile(
+    store: dict[str, Any], resend: ResendStandIn
+) -> None:
+    ctx = with_settings(store, resend_settings(resend))
+    task = await a_digest(ctx, TaskStatus.PENDING)
+
+    await digest_started(ctx, task.model_copy(update={"attempt": 1}))
+
+    assert (await state_of(ctx)).state is DeliveryState.GENERATING
+    profile = await ctx["backend"].get(keys.PROFILES, {"user_id": ADA})
+    assert profile["task_id"] == task.task_id and profile["started_at"] is not None
 
 
 async def test_a_finished_digest_is_written_back_and_its_email_queued(
