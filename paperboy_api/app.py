@@ -11,7 +11,16 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 
-from paperboy_api import admin, dashboard, digests, fetches, health, metrics, orchestration
+from paperboy_api import (
+    admin,
+    dashboard,
+    digests,
+    fetches,
+    health,
+    hooks,
+    metrics,
+    orchestration,
+)
 from paperboy_api.auth import ApiAuth
 from paperboy_api.errors import http_error, store_unavailable
 from paperboy_api.state import AppState
@@ -51,6 +60,7 @@ PROTECTED_ROUTES: list[BaseRoute] = [
     Route("/fetch-sources", fetches.fetch_sources, methods=["POST"]),
     Route("/fetch-status/{task_id}", fetches.fetch_status, methods=["GET"]),
     Route("/metrics", metrics.metrics, methods=["GET"]),
+    Route("/hooks/welcome", hooks.welcome, methods=["POST"]),
     Mount("/admin", routes=ADMIN_ROUTES),
 ]
 

@@ -10,7 +10,7 @@ def __getattr__(name: str) -> Any:
     # Settings are read when arq asks for WorkerSettings (the entry point), not at import.
     if name == "WorkerSettings":
         from paperboy_worker.worker import worker_settings
-        from shared.settings import load_settings
+        from shared.settings import WorkerProcessSettings, load_settings
 
-        return worker_settings(load_settings())
+        return worker_settings(load_settings(WorkerProcessSettings))
     raise AttributeError(name)

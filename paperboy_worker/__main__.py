@@ -8,12 +8,12 @@ from arq.logs import default_log_config
 
 from paperboy_worker.poller import PaperboyWorker
 from paperboy_worker.worker import worker_settings
-from shared.settings import load_settings
+from shared.settings import WorkerProcessSettings, load_settings
 
 
 def main() -> None:
     logging.config.dictConfig(default_log_config(verbose=False))
-    PaperboyWorker(**worker_settings(load_settings())).run()
+    PaperboyWorker(**worker_settings(load_settings(WorkerProcessSettings))).run()
 
 
 if __name__ == "__main__":

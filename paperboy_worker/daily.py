@@ -12,11 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydantic import ValidationError
 
+from paperboy_worker import email_job
 from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline.daily_sources import papers_for
 from shared import queue
+from shared.mail import senders
 from shared.models import DEFAULT_CATEGORIES, DigestRequest, DigestTask
-from shared.profiles import Profile, ProfileRepository, Skipped
+from shared.profiles import NO_ADDRESS, Profile, ProfileRepository, Skipped
 
 log = logging.getLogger("paperboy.daily")
 
@@ -61,43 +63,26 @@ def request_for(
     return DigestRequest.model_validate(body, context={"allow_private": allow_private})
 
 
-async def daily_run(ctx: WorkerContext, source_date_text: str) -> dict[str, int]:
-    """Create and queue one digest per eligible profile; existing ones are left alone.
+async def daily_run(
+    ctx: WorkerContext, source_date_text: str, retry_failed: bool = False
+) -> dict[str, int]:
+    """Create and queue one digest per eligible profile; existing ones are left alone, and with
+    `retry_failed` failed deliveries are tried again.
 
     A subscriber row that cannot make a digest is skipped and logged; the others still run.
     """
-    settings = ctx["settings"]
     source_date = date.fromisoformat(source_date_text)
     # Fetch the day's papers once, up front, before the digests that share them start.
     await papers_for(ctx, source_date, DEFAULT_CATEGORIES)
     subscribers = await ProfileRepository(ctx["backend"]).eligible()
     skipped = list(subscribers.skipped)
     created = 0
-    for index, profile in enumerate(subscribers.profiles):
-        try:
-            request = request_for(
-                profile,
-                source_date,
-                settings.daily_callback_url,
-                allow_private=settings.callback_allow_private_networks,
-            )
-        except ValidationError as exc:
-            skipped.append(Skipped.invalid(profile.user_id, exc))
-            continue
-        task = DigestTask(
-            task_id=daily_task_id(profile.user_id, source_date),
-            request=request.model_dump(mode="json"),
-            user_id=profile.user_id,
-            source_date=source_date.isoformat(),
-            callback_url=request.callback_url,
-            max_attempts=settings.digest_max_tries,
-        )
-        if not await ctx["tasks"].create(task):
-            continue
-        created += 1
-        await queue.enqueue_digest(
-            ctx["redis"], task.task_id, defer=index * settings.daily_spread_seconds
-        )
+    for profile in subscribers.profiles:
+        outcome = await _queue_one(ctx, profile, source_date, created, retry_failed=retry_failed)
+        if isinstance(outcome, Skipped):
+            skipped.append(outcome)
+        else:
+            created += outcome
     for skip in skipped:
         log.warning(
             "profile skipped",
@@ -114,6 +99,43 @@ async def daily_run(ctx: WorkerContext, source_date_text: str) -> dict[str, int]
         },
     )
     return {"profiles": total, "created": created, "skipped": len(skipped)}
+
+
+async def _queue_one(
+    ctx: WorkerContext, profile: Profile, source_date: date, index: int, *, retry_failed: bool
+) -> Skipped | int:
+    """One subscriber's digest (and its delivery, when email is on): 1 if it was created."""
+    settings = ctx["settings"]
+    try:
+        request = request_for(
+            profile,
+            source_date,
+            settings.daily_callback_url,
+            allow_private=settings.callback_allow_private_networks,
+        )
+    except ValidationError as exc:
+        return Skipped.invalid(profile.user_id, exc)
+    task_id = daily_task_id(profile.user_id, source_date)
+    if senders(settings) is not None:
+        if not profile.email:
+            return Skipped(profile.user_id, NO_ADDRESS)
+        await email_job.open_delivery(
+            ctx, profile.user_id, profile.email, source_date, task_id, retry_failed=retry_failed
+        )
+    task = DigestTask(
+        task_id=task_id,
+        request=request.model_dump(mode="json"),
+        user_id=profile.user_id,
+        source_date=source_date.isoformat(),
+        callback_url=request.callback_url,
+        max_attempts=settings.digest_max_tries,
+    )
+    if not await ctx["tasks"].create(task):
+        return 0
+    await queue.enqueue_digest(
+        ctx["redis"], task.task_id, defer=index * settings.daily_spread_seconds
+    )
+    return 1
 
 
 async def daily_cron(ctx: WorkerContext) -> bool:

@@ -8,6 +8,7 @@ import time
 
 from arq import Retry
 
+from paperboy_worker import email_job
 from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline.run import Attempt
 from shared import queue
@@ -35,6 +36,7 @@ async def generate_digest(ctx: WorkerContext, task_id: str) -> str:
         return "claimed elsewhere"
     if task is None:
         return "nothing to do"
+    await email_job.digest_started(ctx, task)
     extra = {"task_id": task_id, "attempt": task.attempt}
     if task.interruptions > settings.digest_max_interruptions:
         log.error("task keeps getting interrupted; giving up", extra=extra)
@@ -149,6 +151,7 @@ async def finished(ctx: WorkerContext, task: DigestTask) -> None:
         ctx["metrics"].inc("paperboy_digest_failures", error_code=task.error_code or "unknown")
     if task.callback_url:
         await queue.enqueue_callback(ctx["redis"], task.task_id)
+    await email_job.notify_by_email(ctx, task)
 
 
 def _since_runnable(ctx: WorkerContext) -> float:

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from arq.jobs import JobStatus
 
-from paperboy_worker import lease
+from paperboy_worker import email_job, lease
 from paperboy_worker.callback_job import Finished
 from paperboy_worker.context import WorkerContext
 from shared import keys, queue
@@ -43,6 +43,7 @@ async def reconcile(ctx: WorkerContext) -> dict[str, int]:
     fetches = FetchRepository(ctx["backend"])
     counts["requeued"] += await _requeue_fetches(ctx, await fetches.active())
     counts["redelivered"] += await _redeliver(ctx, "fetch", await fetches.undelivered())
+    counts["emails"] = await email_job.reconcile_deliveries(ctx)
     for kind in ("requeued", "redelivered"):
         if counts[kind]:
             ctx["metrics"].inc("paperboy_tasks_requeued", counts[kind], kind=kind)

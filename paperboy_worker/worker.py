@@ -15,6 +15,7 @@ from paperboy_worker.callback_job import deliver_callback
 from paperboy_worker.context import WorkerContext
 from paperboy_worker.daily import catch_up, daily_cron, daily_run
 from paperboy_worker.digest_job import generate_digest
+from paperboy_worker.email_job import job_timeout, send_email
 from paperboy_worker.fetch_job import fetch_sources
 from paperboy_worker.lease import Heartbeat
 from paperboy_worker.llm import LLMWriter, llm_budgets, llm_client, llm_model
@@ -151,6 +152,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 timeout=settings.callback_timeout_seconds * 3 + 30,
                 max_tries=10_000,
             ),
+            func(send_email, name=keys.SEND_EMAIL, timeout=job_timeout(settings), max_tries=10_000),  # type: ignore[arg-type]
         ],
         "cron_jobs": [
             *_daily(settings),

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -45,6 +46,18 @@ PROFILE = {
     "categories": ["cs.AI", "cs.LG", "cs.CL"],
     "top_n_articles": 5,
 }
+
+
+# The subscriber `make run` emails a daily digest to, through the local sink.
+DEMO_SUBSCRIBER = {
+    "user_id": "00000000-0000-4000-8000-00000000d3e0",
+    "email": "ada@localhost",
+    "name": "Ada Lovelace",
+    "title": "Research engineer",
+    "goals": "retrieval-augmented generation and LLM agents that use tools reliably",
+    "interests": "AI policy",
+}
+FINAL = {"sent", "failed", "ambiguous"}
 
 
 def redis_answers(url: str) -> bool:
@@ -136,6 +149,41 @@ def generate(base: str, api_key: str) -> str:
     return task_id
 
 
+def email_demo(base: str, api_key: str) -> None:
+    """A demo subscriber and a daily run for yesterday, so the digest arrives as an email in the
+    sink; a second `make run` finds that day sent already and sends nothing."""
+    headers = {"X-API-Key": api_key}
+    before = set(MAIL.glob("*.eml"))
+    httpx.post(f"{base}/admin/profiles", json=DEMO_SUBSCRIBER, headers=headers, timeout=10)
+    run = httpx.post(f"{base}/admin/orchestration/run", headers=headers, timeout=10)
+    run.raise_for_status()
+    day = run.json()["source_date"]
+    print(f"daily run for {day} queued for the demo subscriber {DEMO_SUBSCRIBER['email']}")
+    delivery = _wait_for_delivery(base, headers, day)
+    if delivery["state"] != "sent":
+        sys.exit(f"the demo email ended {delivery['state']}: {delivery['error']}")
+    new = sorted(set(MAIL.glob("*.eml")) - before)
+    if not new:
+        print(f"  the demo email for {day} was sent by an earlier run: see {MAIL}/")
+        return
+    print("  the digest as an email, as the subscriber gets it:")
+    print(f"  message: {new[-1]}")
+    if new[-1].with_suffix(".html").exists():
+        print(f"  open in a browser: {new[-1].with_suffix('.html')}")
+
+
+def _wait_for_delivery(base: str, headers: dict[str, str], day: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    url = f"{base}/admin/orchestration/status/{day}"
+    while time.monotonic() < deadline:
+        status = httpx.get(url, headers=headers, timeout=10).json()
+        for delivery in status.get("deliveries", []):
+            if delivery["user_id"] == DEMO_SUBSCRIBER["user_id"] and delivery["state"] in FINAL:
+                return delivery  # type: ignore[no-any-return]
+        time.sleep(0.3)
+    sys.exit("the demo email was not sent within 120s")
+
+
 def api_settings() -> ApiSettings:
     """API_KEY and SESSION_SECRET from the environment or .env; without them, the ones kept in
     ./var/secrets (read as pydantic-settings secret files), made on first use."""
@@ -204,6 +252,7 @@ def main() -> None:
         print(f"API key: {api_key} (kept in {SECRETS / 'api_key'} unless API_KEY is set)")
         generate(base, api_key)
         if sink is not None:
+            email_demo(base, api_key)
             print(f"  mail sent by the stack: {MAIL}/ (.eml as received, .html to open)")
         if not args.once:
             print("stack is up; Ctrl-C to stop")

@@ -8,6 +8,7 @@ GENERATE_DIGEST = "generate_digest"
 DELIVER_CALLBACK = "deliver_callback"
 FETCH_SOURCES = "fetch_sources"
 DAILY_RUN = "daily_run"
+SEND_EMAIL = "send_email"
 
 # Redis keys of our own; arq's own keys are named in `shared.arqstore`, from arq's constants.
 PREFIX = "paperboy:"
@@ -65,6 +66,11 @@ def callback_job_id(task_id: str, kind: str = "digest") -> str:
 
 def fetch_job_id(task_id: str) -> str:
     return f"fetch:{task_id}"
+
+
+def email_job_id(delivery_key: str) -> str:
+    """One send job per delivery: queued twice (run, reconciler, webhook retry), it runs once."""
+    return f"email:{delivery_key}"
 
 
 def lease_key(task_id: str) -> str:

@@ -84,6 +84,8 @@ SPECS = {
         Spec(
             "paperboy_callback_deliveries", "Callback delivery attempts by outcome.", ("outcome",)
         ),
+        # Rendered as paperboy_emails_total; outcome is sent, retried, failed or ambiguous.
+        Spec("paperboy_emails", "Email sends by kind and outcome.", ("kind", "outcome")),
         Spec("paperboy_leases_reaped", "Lapsed leases released for another worker."),
         Spec("paperboy_tasks_requeued", "Tasks the reconciler queued again.", ("kind",)),
         Spec("paperboy_news_fetches", "NewsAPI fetches by outcome.", ("outcome",)),

@@ -17,6 +17,8 @@ from shared.store import Backend, Cond, Row
 # PostgREST answers at most `max-rows` rows a request (1,000 on Supabase) and says nothing when it
 # cuts; the reader asks for pages and stops only at an empty one, so a lower cap loses nothing.
 PAGE_SIZE = 1000
+# With email on, a subscriber the digest cannot reach is skipped like a malformed row.
+NO_ADDRESS = "email: no address to send the digest to"
 
 
 def parse_user_id(value: str) -> str:
@@ -86,6 +88,20 @@ class ProfileRepository:
             keys.PROFILES, key, {"remove": stamp()}, [Cond("remove", "is_null", True)]
         )
         return changed is not None or await self.backend.get(keys.PROFILES, key) is not None
+
+    async def digest_started(self, user_id: str, task_id: str) -> None:
+        """Write back, as the old service did, which digest is being made for the subscriber."""
+        await self.backend.update(
+            keys.PROFILES, {"user_id": user_id}, {"task_id": task_id, "started_at": stamp()}
+        )
+
+    async def digest_completed(self, user_id: str, task_id: str, html: str) -> None:
+        """Write back the finished digest, which the frontend shows."""
+        changes = {"task_id": task_id, "task_html": html, "completed_at": stamp()}
+        await self.backend.update(keys.PROFILES, {"user_id": user_id}, changes)
+
+    async def get(self, user_id: str) -> Row | None:
+        return await self.backend.get(keys.PROFILES, {"user_id": user_id})
 
     async def all(self) -> Subscribers:
         """Every profile with goals, unsubscribed ones included."""

@@ -69,10 +69,12 @@ async def enqueue_digest(redis: ArqRedis, task_id: str, *, defer: float = 0) -> 
     )
 
 
-async def enqueue_daily_run(redis: ArqRedis, source_date: date, run_id: str = "cron") -> bool:
+async def enqueue_daily_run(
+    redis: ArqRedis, source_date: date, run_id: str = "cron", *, retry_failed: bool = False
+) -> bool:
     """Queue the daily fan-out for a date; each run id is its own run (all of them idempotent)."""
     job_id = f"daily:{source_date.isoformat()}:{run_id}"
-    return await enqueue(redis, keys.DAILY_RUN, job_id, source_date.isoformat())
+    return await enqueue(redis, keys.DAILY_RUN, job_id, source_date.isoformat(), retry_failed)
 
 
 async def enqueue_callback(
@@ -80,6 +82,12 @@ async def enqueue_callback(
 ) -> bool:
     job_id = keys.callback_job_id(task_id, kind)
     return await enqueue(redis, keys.DELIVER_CALLBACK, job_id, task_id, kind, defer=defer)
+
+
+async def enqueue_send(redis: ArqRedis, delivery_key: str, *, defer: float = 0) -> bool:
+    """Queue an email's send; False when its job is already queued, running or waiting to retry."""
+    job_id = keys.email_job_id(delivery_key)
+    return await enqueue(redis, keys.SEND_EMAIL, job_id, delivery_key, defer=defer)
 
 
 async def enqueue_fetch(redis: ArqRedis, task_id: str) -> bool:

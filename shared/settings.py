@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,10 @@ class Settings(BaseSettings):
     state_backend: Literal["sqlite", "supabase"] = "sqlite"
     sqlite_path: Path = Path("var/paperboy.db")
     supabase_url: str | None = None
-    supabase_key: SecretStr | None = None
+    # The old service read the service-role key as SUPABASE_SERVICE_ROLE_KEY; either name works.
+    supabase_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("supabase_key", "supabase_service_role_key")
+    )
     # Longest one store call may wait (SQLite's busy timeout, the PostgREST HTTP timeout): a
     # store in trouble answers a prompt 503, not a request held for many seconds.
     store_timeout_seconds: float = Field(default=5, gt=0, le=60)
@@ -125,6 +128,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     email_from: str | None = None
     email_timeout_seconds: float = Field(default=30, gt=0)
+    # Waits between sends the provider did not take (429, 5xx, timeouts before sending), and
+    # between same-key retries of an ambiguous one; the last wait repeats while the window lasts.
+    email_backoff_seconds: tuple[float, ...] = (30, 120, 600, 1800, 3600)
+    email_max_tries: int = Field(default=8, ge=1, le=100)
 
     @model_validator(mode="after")
     def _email_provider_complete(self) -> Self:
@@ -190,6 +197,20 @@ class ApiSettings(Settings):
     # What a client may send before its request line and headers are complete.
     http_max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     http_header_timeout_seconds: float = Field(default=10, gt=0, le=300)
+
+
+class WorkerProcessSettings(Settings):
+    """The worker's settings: a scheduler that would make digests nobody can receive refuses to
+    start, as the old service did. The API starts either way: it only accepts work."""
+
+    @model_validator(mode="after")
+    def _daily_run_has_a_mailer(self) -> Self:
+        if self.orchestration_enabled and self.email_provider == "none":
+            raise ValueError(
+                "ORCHESTRATION_ENABLED=true needs EMAIL_PROVIDER=resend or smtp: "
+                "the daily digests would reach no subscriber"
+            )
+        return self
 
 
 SettingsT = TypeVar("SettingsT", bound=Settings)

@@ -246,6 +246,10 @@ class PostgrestBed:
         """Empty every table, so each test starts from a fresh store."""
         _psql(self.database, "-c", f"truncate {', '.join(f'public.{t}' for t in TABLES)}")
 
+    def apply(self, sql_file: Path) -> None:
+        """Run a SQL file on the bed's database (say, the live project's rows)."""
+        _psql(self.database, "-1", "-f", str(sql_file))
+
     def _create_database(self) -> None:
         result = subprocess.run(
             ["createdb", *_pg_args(), self.database], capture_output=True, text=True, check=False

@@ -18,6 +18,7 @@ from pg_database import Database, throwaway_database
 from pydantic import BaseModel
 
 from shared import keys
+from shared.deliveries import Delivery
 from shared.fetches import FetchTask
 from shared.models import DigestTask
 from shared.profiles import Profile
@@ -38,6 +39,7 @@ SQLITE_TYPE = {
 ROW_MODELS: dict[str, type[BaseModel]] = {
     keys.DIGEST_TASKS: DigestTask,
     keys.FETCH_TASKS: FetchTask,
+    keys.EMAIL_DELIVERIES: Delivery,
 }
 
 
