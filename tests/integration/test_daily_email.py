@@ -110,7 +110,8 @@ def test_a_daily_run_emails_each_subscriber_their_digest_once(
         assert message.message["Subject"] == f"Paperboy | {name}'s Daily Digest"
         assert message.message.get_content_type() == "text/html"
         assert row["task_id"] and row["completed_at"] and row["started_at"]
-        assert message.html.replace("\r\n", "\n") == row["task_html"]  # SMTP lines end CRLF
+        # SMTP ends lines with CRLF and the message with a line break.
+        assert message.html.replace("\r\n", "\n").rstrip("\n") == row["task_html"].rstrip("\n")
     assert rows["Cy"]["task_id"] is None and rows["Dee"]["task_id"] is None
     totals = day_status(stack)["totals"]
     assert totals == {"eligible": 2, "sent": 2, "failed": 0, "skipped": 0, "ambiguous": 0}
