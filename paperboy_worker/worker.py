@@ -139,8 +139,8 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             func(
                 fetch_sources,  # type: ignore[arg-type]
                 name=keys.FETCH_SOURCES,
-                timeout=settings.task_timeout,
-                max_tries=settings.digest_max_tries + settings.digest_max_interruptions + 2,
+                timeout=settings.task_timeout + 60,
+                max_tries=settings.fetch_max_tries + settings.fetch_max_interruptions + 2,
             ),
             func(daily_run, name=keys.DAILY_RUN, timeout=settings.task_timeout, max_tries=3),  # type: ignore[arg-type]
             func(

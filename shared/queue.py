@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
+from shared.lifecycle import DIGEST, TaskKind
 from shared.settings import Settings
 
 # A job's key must outlive its whole retry schedule: arq never refreshes it.
@@ -78,11 +79,16 @@ async def enqueue(
     return bool(created)
 
 
+async def enqueue_task(
+    redis: ArqRedis, kind: TaskKind[Any], task_id: str, *, defer: float = 0
+) -> bool:
+    """Queue a task's attempt; False when its job is already queued, running or waiting to
+    retry."""
+    return await enqueue(redis, kind.job, kind.job_id(task_id), task_id, defer=defer)
+
+
 async def enqueue_digest(redis: ArqRedis, task_id: str, *, defer: float = 0) -> bool:
-    """Queue a digest; False when its job is already queued, running or waiting to retry."""
-    return await enqueue(
-        redis, keys.GENERATE_DIGEST, keys.digest_job_id(task_id), task_id, defer=defer
-    )
+    return await enqueue_task(redis, DIGEST, task_id, defer=defer)
 
 
 async def enqueue_daily_run(redis: ArqRedis, source_date: date, run_id: str = "cron") -> bool:
@@ -92,14 +98,10 @@ async def enqueue_daily_run(redis: ArqRedis, source_date: date, run_id: str = "c
 
 
 async def enqueue_callback(
-    redis: ArqRedis, task_id: str, *, kind: str = "digest", defer: float = 0
+    redis: ArqRedis, task_id: str, *, kind: TaskKind[Any] = DIGEST, defer: float = 0
 ) -> bool:
-    job_id = keys.callback_job_id(task_id, kind)
-    return await enqueue(redis, keys.DELIVER_CALLBACK, job_id, task_id, kind, defer=defer)
-
-
-async def enqueue_fetch(redis: ArqRedis, task_id: str) -> bool:
-    return await enqueue(redis, keys.FETCH_SOURCES, keys.fetch_job_id(task_id), task_id)
+    job_id = kind.callback_job_id(task_id)
+    return await enqueue(redis, keys.DELIVER_CALLBACK, job_id, task_id, kind.name, defer=defer)
 
 
 async def job_status(redis: ArqRedis, job_id: str) -> JobStatus:
