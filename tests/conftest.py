@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,13 @@ import pytest
 import redis
 
 from tests.postgrest_bed import BedError, PostgrestBed
+from tests.processes import (
+    Delivery,
+    Proc,
+    Receiver,
+    RedisServer,
+    Stack,
+)
 from tests.support import (
     API_KEY,
     API_OPTIONS,
@@ -27,8 +30,6 @@ from tests.support import (
     REDIS_HOST,
     REDIS_PORT,
     ROOT,
-    SESSION_SECRET,
-    SIGNING_SECRET,
     free_port,
     wait_until,
 )
@@ -55,66 +56,6 @@ def redis_url() -> Iterator[str]:
     yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
     clean_redis(client)
     client.close()
-
-
-@dataclass
-class RedisServer:
-    """A private redis-server for tests that flush or restart Redis."""
-
-    port: int
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-    appendonly: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/1"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes" if self.appendonly else "no",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: _pings(client), timeout=10)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def crash(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, db=1)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 @pytest.fixture
@@ -166,34 +107,6 @@ def empty_postgrest(postgrest: PostgrestBed) -> PostgrestBed:
 # Callback receiver
 
 
-@dataclass
-class Delivery:
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.body)  # type: ignore[no-any-return]
-
-
-@dataclass
-class Receiver:
-    """A local HTTP server that records every POST; `fail_next` answers 503 that many times."""
-
-    port: int = 0
-    deliveries: list[Delivery] = field(default_factory=list)
-    fail_next: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def for_task(self, task_id: str) -> list[Delivery]:
-        with self.lock:
-            return [d for d in self.deliveries if d.json.get("task_id") == task_id]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     state = Receiver()
@@ -228,56 +141,6 @@ def receiver() -> Iterator[Receiver]:
 # Processes
 
 
-def base_env(redis_url: str, sqlite_path: Path, **overrides: Any) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PAPERBOY", "REDIS_URL", "STATE_", "SQLITE_", "LLM_", "OPENAI_"))
-    }
-    env.update(
-        {
-            "REDIS_URL": redis_url,
-            "SQLITE_PATH": str(sqlite_path),
-            "STATE_BACKEND": "sqlite",
-            "API_KEY": API_KEY,
-            "SESSION_SECRET": SESSION_SECRET,
-            "LLM_PROVIDER": "offline",
-            "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
-            "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
-            "CALLBACK_BACKOFF_SECONDS": "[0.2, 0.5, 1]",
-            "RETRY_BACKOFF_SECONDS": "[0.3, 0.8, 1.6, 3]",
-            "WORKER_POLL_DELAY": "0.05",
-            "LOG_FORMAT": "json",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update({key.upper(): str(value) for key, value in overrides.items()})
-    return env
-
-
-@dataclass
-class Proc:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     """Start workers and API servers; every one is stopped when the test ends."""
@@ -310,30 +173,6 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     yield start
     for proc in reversed(started):
         proc.stop()
-
-
-@dataclass
-class Stack:
-    """A running API process and the way to reach it."""
-
-    url: str
-    env: dict[str, str]
-    client: httpx.Client
-
-    def post_digest(self, body: dict[str, Any], **headers: str) -> httpx.Response:
-        return self.client.post("/generate-digest", json=body, headers=headers)
-
-    def status(self, task_id: str) -> dict[str, Any]:
-        response = self.client.get(f"/digest-status/{task_id}")
-        response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
-
-    def wait_status(self, task_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
-        def check() -> dict[str, Any] | None:
-            status = self.status(task_id)
-            return status if status["status"] in statuses else None
-
-        return wait_until(check, timeout)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 
 from paperboy_api.app import create_app
 from shared import keys
-from tests.api.conftest import supabase_settings
-from tests.conftest import RedisServer
+from tests.api.support import supabase_settings
+from tests.processes import RedisServer
 from tests.shared.fake_postgrest import FakePostgrest
 from tests.support import API_KEY, digest_body
 

@@ -19,7 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from paperboy_api.app import create_app
-from tests.api.conftest import api_settings, supabase_settings
+from tests.api.support import api_settings, supabase_settings
 from tests.shared.fake_postgrest import FakePostgrest
 from tests.support import API_KEY
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Proc, Receiver, Stack, base_env
-from tests.integration.test_digest_flow import FlakyArxiv
+from tests.processes import FlakyArxiv, Proc, Receiver, Stack, base_env
 from tests.support import digest_body, wait_until
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import Proc, Receiver, Stack, base_env
-from tests.integration.test_digest_flow import FlakyArxiv
+from tests.processes import FlakyArxiv, Proc, Receiver, Stack, base_env
 from tests.support import API_KEY, ROOT, digest_body, wait_until
 
 pytestmark = pytest.mark.integration

@@ -6,14 +6,11 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
-from typing import Any
 
 import pytest
 
-from tests.conftest import Proc, Receiver, Stack, base_env
+from tests.processes import FlakyArxiv, Proc, Receiver, Stack, base_env
 from tests.support import SIGNING_SECRET, digest_body, wait_until
 
 pytestmark = pytest.mark.integration
@@ -132,45 +129,6 @@ def test_permanent_failure_fails_at_once_with_one_callback(
     assert deliveries[0].json["status"] == "failed"
     assert "hep-th" in deliveries[0].json["error"]
     assert stack.client.get(f"/digests/{task_id}").status_code == 404
-
-
-class FlakyArxiv:
-    """A local arXiv API that answers 503 to its first `failures` requests, then the sample."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.request_times: list[float] = []
-        feed = SAMPLE.read_bytes()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.request_times.append(time.monotonic())
-                failing = len(outer.request_times) <= outer.failures
-                payload = b"busy" if failing else feed
-                self.send_response(503 if failing else 200)
-                self.send_header("Content-Type", "application/atom+xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api/query"
-
-    def __enter__(self) -> FlakyArxiv:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_transient_failure_retries_with_growing_delays(

@@ -13,34 +13,13 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import Proc, Receiver, RedisServer, Stack, base_env
+from tests.processes import FAST_LEASES, Proc, Receiver, RedisServer, Stack, base_env, holder
 from tests.support import digest_body, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
+
 # Leases short enough to keep the suite quick; the SIGKILL test uses the shipped defaults.
-FAST_LEASES = {
-    "lease_seconds": "4",
-    "heartbeat_seconds": "1",
-    "reaper_interval_seconds": "1",
-    "reconcile_interval_seconds": "2",
-    "reconcile_grace_seconds": "1",
-}
-
-
-def holder(stack: Stack, task_id: str, workers: list[Proc]) -> Proc:
-    """The worker process running the task now."""
-
-    def find() -> Proc | None:
-        status = stack.status(task_id)
-        if status["status"] != "processing" or not status["worker_id"]:
-            return None
-        pid = int(status["worker_id"].split("-")[-2])
-        return next((w for w in workers if w.process.pid == pid), None)
-
-    return wait_until(find, timeout=20)  # type: ignore[no-any-return]
-
-
 def interrupt(
     stack: Stack,
     task_id: str,

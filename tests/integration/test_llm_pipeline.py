@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from paperboy_worker.llm.prompts import ANALYSIS, HIGHLIGHTS, RANKING
-from tests.conftest import Proc, Receiver, Stack, base_env
 from tests.fake_openai import FakeOpenAI
-from tests.integration.test_faults import FAST_LEASES, holder
+from tests.processes import FAST_LEASES, Proc, Receiver, Stack, base_env, holder
 from tests.support import digest_body, wait_until
 
 pytestmark = pytest.mark.integration

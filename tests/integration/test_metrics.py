@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Proc, Receiver, Stack, base_env
+from tests.processes import Proc, Receiver, Stack, base_env
 from tests.support import API_KEY, digest_body, wait_until
 
 pytestmark = pytest.mark.integration

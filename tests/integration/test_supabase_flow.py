@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from shared import keys
-from tests.conftest import Proc, Receiver, Stack, base_env
 from tests.postgrest_bed import PostgrestBed
+from tests.processes import Proc, Receiver, Stack, base_env
 from tests.support import digest_body, wait_until
 
 pytestmark = pytest.mark.integration

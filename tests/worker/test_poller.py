@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from paperboy_worker.poller import BACKOFF_CAP_SECONDS, PaperboyWorker, backoff_seconds
 from shared import keys
-from tests.conftest import RedisServer
+from tests.processes import RedisServer
 from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT
 
 pytestmark = pytest.mark.integration

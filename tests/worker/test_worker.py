@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from arq.worker import Worker
-
+from paperboy_worker.poller import PaperboyWorker
 from paperboy_worker.worker import worker_settings
 from shared import queue
 from shared.fetches import FetchTask
@@ -37,7 +36,7 @@ async def test_a_burst_worker_runs_a_digest_and_a_fetch_to_the_end(
         await queue.enqueue_digest(redis, "t-digest")
         await queue.enqueue_task(redis, FETCH, "f-1")
 
-        worker = Worker(
+        worker = PaperboyWorker(
             **{**worker_settings(settings), "burst": True, "poll_delay": 0, "handle_signals": False}
         )
         try:
