@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from paperboy_worker.poller import PaperboyWorker
 from paperboy_worker.worker import worker_settings
 from shared import queue
@@ -22,6 +24,8 @@ def test_every_kind_has_its_job() -> None:
     assert {kind.job for kind in KINDS.values()} <= names
 
 
+# arq's `Worker.close` still calls redis-py's deprecated `close`.
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
 async def test_a_burst_worker_runs_a_digest_and_a_fetch_to_the_end(
     tmp_path: Path, redis_url: str
 ) -> None:
