@@ -92,7 +92,9 @@ class Runner(Generic[T]):
         if task.interruptions > self.policy.max_interruptions:
             return await self.record_outcome(task, self._gave_up(task))
         log.info("%s attempt started", self.kind.name)
-        self._observe("paperboy_pickup_latency_seconds", self._since_runnable())
+        score = self.ctx.get("score")  # when the job became runnable
+        since = max(0.0, time.time() - score / 1000) if score else 0.0
+        self._observe("paperboy_pickup_latency_seconds", since)
         heartbeat = self.ctx["heartbeat"]
         await heartbeat.acquire(task.task_id, task.attempt)
         started = time.monotonic()
@@ -172,7 +174,7 @@ class Runner(Generic[T]):
             log.info("waiting for the provider's rate limit: %.1fs", delay, extra=extra)
             raise Retry(defer=delay)
         failures = task.failures + 1
-        if self.policy.gives_up(failures):
+        if failures >= self.policy.max_failures:
             log.error("last try failed: %s", message, extra=extra)
             return await self.tasks.fail(task, f"{message} (after {failures} tries)", code)
         delay = self.policy.delay(failures, error.retry_after)
@@ -214,8 +216,3 @@ class Runner(Generic[T]):
     def _observe(self, name: str, value: float) -> None:
         if self.kind.measured:
             self.ctx["metrics"].observe(name, value)
-
-    def _since_runnable(self) -> float:
-        """Seconds from when the job became runnable (its queue score) to now."""
-        score = self.ctx.get("score")
-        return max(0.0, time.time() - score / 1000) if score else 0.0

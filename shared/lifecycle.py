@@ -41,9 +41,6 @@ class RetryPolicy:
     def delay(self, failures: int, retry_after: float | None = None) -> float:
         return backoff_delay(self.schedule, failures, retry_after)
 
-    def gives_up(self, failures: int) -> bool:
-        return failures >= self.max_failures
-
 
 @dataclass(frozen=True)
 class TaskKind(Generic[T]):
@@ -68,31 +65,18 @@ class TaskKind(Generic[T]):
         return "callback:" + self.job_id(task_id)
 
 
-def _digest_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        settings.retry_backoff_seconds,
-        settings.digest_max_tries,
-        settings.digest_max_interruptions,
-        settings.digest_task_timeout,
-    )
-
-
-def _fetch_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        settings.retry_backoff_seconds,
-        settings.fetch_max_tries,
-        settings.fetch_max_interruptions,
-        settings.task_timeout,
-    )
-
-
 DIGEST = TaskKind(
     name="digest",
     table=keys.DIGEST_TASKS,
     model=DigestTask,
     job=keys.GENERATE_DIGEST,
     job_prefix="",
-    policy=_digest_policy,
+    policy=lambda s: RetryPolicy(
+        s.retry_backoff_seconds,
+        s.digest_max_tries,
+        s.digest_max_interruptions,
+        s.digest_task_timeout,
+    ),
     done_message="Digest generated successfully",
     reopened={"stage": Stage.QUEUED.value, "progress": 0.0},
     measured=True,
@@ -104,7 +88,9 @@ FETCH = TaskKind(
     model=FetchTask,
     job=keys.FETCH_SOURCES,
     job_prefix="fetch:",
-    policy=_fetch_policy,
+    policy=lambda s: RetryPolicy(
+        s.retry_backoff_seconds, s.fetch_max_tries, s.fetch_max_interruptions, s.task_timeout
+    ),
     done_message="Sources fetched",
 )
 

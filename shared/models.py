@@ -189,10 +189,7 @@ class Usage(BaseModel):
 
 
 class TaskRecord(BaseModel):
-    """The fields every kind of task has: its lifecycle, the attempt that owns it, its callback.
-
-    A kind's row model adds its own request and result (shared/lifecycle.py declares the kinds).
-    """
+    """Every kind's fields: lifecycle, owning attempt, callback (kinds: shared/lifecycle.py)."""
 
     model_config = ConfigDict(extra="ignore")
 
