@@ -15,7 +15,9 @@ from paperboy_api.errors import RETRY_AFTER, ApiError, field_errors
 from paperboy_api.state import app_state
 from shared import queue
 from shared.errors import StoreError
-from shared.fetches import FetchRepository, FetchRequest, FetchTask
+from shared.fetches import FetchRequest, FetchTask
+from shared.lifecycle import FETCH
+from shared.tasks import Repository
 
 log = logging.getLogger("paperboy.api")
 
@@ -32,10 +34,10 @@ async def fetch_sources(request: Request) -> Response:
     task = FetchTask(
         source_date=body.source_date, categories=body.categories, callback_url=body.callback_url
     )
-    fetches = FetchRepository(state["backend"])
+    fetches = Repository(state["backend"], FETCH)
     try:
         await fetches.create(task)
-        await queue.enqueue_fetch(state["redis"], task.task_id)
+        await queue.enqueue_task(state["redis"], FETCH, task.task_id)
     except (StoreError, RedisError) as exc:
         # Not accepted: take the row back (it may be written even if the insert failed), so the
         # reconciler does not run a fetch the client was told to send again.
@@ -53,7 +55,7 @@ async def fetch_sources(request: Request) -> Response:
     )
 
 
-async def _take_back(fetches: FetchRepository, task_id: str) -> None:
+async def _take_back(fetches: Repository[FetchTask], task_id: str) -> None:
     try:
         await fetches.delete(task_id)
     except StoreError as exc:
@@ -66,7 +68,7 @@ async def _take_back(fetches: FetchRepository, task_id: str) -> None:
 
 async def fetch_status(request: Request) -> Response:
     task_id = request.path_params["task_id"]
-    fetches = FetchRepository(app_state(request)["backend"])
+    fetches = Repository(app_state(request)["backend"], FETCH)
     task = await fetches.get(task_id) if TASK_ID.fullmatch(task_id) else None
     if task is None:
         raise ApiError(404, "Fetch task not found")

@@ -1,48 +1,26 @@
-"""The `deliver_callback` job: one signed POST per attempt, retried on its own schedule."""
+"""The `deliver_callback` job: one signed POST per attempt, retried on its own schedule.
+
+The same job for every kind of task; `kind` names its declaration (shared/lifecycle.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
-from typing import Any, Protocol
 
 from arq import Retry
 
 from paperboy_worker.context import WorkerContext
 from shared.callback import callback_body, deliver, delivery_headers
-from shared.fetches import FetchRepository
-from shared.models import CallbackStatus, TaskStatus, utcnow
+from shared.lifecycle import KINDS
+from shared.models import CallbackStatus, TaskRecord, TaskStatus, utcnow
 from shared.retry import backoff_delay
+from shared.tasks import Repository
 
 log = logging.getLogger("paperboy.callback")
 
 
-class Finished(Protocol):
-    """What a callback is made of: a digest task or a fetch task."""
-
-    task_id: str
-    status: TaskStatus
-    error: str | None
-    finished_at: datetime | None
-    callback_url: str | None
-    callback_status: CallbackStatus
-    callback_attempts: int
-    delivery_id: str | None
-
-    @property
-    def result(self) -> Any: ...
-
-
-class Outcomes(Protocol):
-    async def get(self, task_id: str) -> Finished | None: ...
-
-    async def record_callback(
-        self, task_id: str, status: CallbackStatus, attempts: int, error: str | None
-    ) -> None: ...
-
-
-def body_for(task: Finished) -> bytes:
+def body_for(task: TaskRecord) -> bytes:
     completed = task.status is TaskStatus.COMPLETED
     return callback_body(
         task.task_id,
@@ -53,13 +31,9 @@ def body_for(task: Finished) -> bytes:
     )
 
 
-def outcomes(ctx: WorkerContext, kind: str) -> Outcomes:
-    return ctx["tasks"] if kind == "digest" else FetchRepository(ctx["backend"])
-
-
 async def deliver_callback(ctx: WorkerContext, task_id: str, kind: str = "digest") -> str:
     settings = ctx["settings"]
-    repository = outcomes(ctx, kind)
+    repository = Repository(ctx["backend"], KINDS[kind])
     task = await repository.get(task_id)
     if task is None or task.callback_status is not CallbackStatus.PENDING or not task.callback_url:
         return "nothing to deliver"

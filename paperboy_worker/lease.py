@@ -38,6 +38,7 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from shared import arqstore, keys
+from shared.lifecycle import DIGEST
 from shared.luascript import LuaScript
 from shared.queue import enqueue_digest
 from shared.settings import Settings
@@ -276,7 +277,7 @@ async def lapsed(redis: ArqRedis, *, lease_ms: int, grace_ms: int) -> list[str]:
 async def reap_one(redis: ArqRedis, task_id: str, *, grace_ms: int, requeue: bool) -> bool:
     """Drop a lapsed lease and, with `requeue`, arq's claim on the job, in one atomic step that
     first checks the lease is still lapsed; True when the job was made runnable again."""
-    job_id = keys.digest_job_id(task_id)
+    job_id = DIGEST.job_id(task_id)
     outcome = await _REAP(
         redis,
         [

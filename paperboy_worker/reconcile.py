@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from arq.jobs import JobStatus
 
 from paperboy_worker import email_job, lease
-from paperboy_worker.callback_job import Finished
 from paperboy_worker.context import WorkerContext
 from shared import keys, queue
-from shared.fetches import FetchRepository, FetchTask
-from shared.models import utcnow
+from shared.lifecycle import KINDS, TaskKind
+from shared.models import TaskRecord, utcnow
+from shared.tasks import Repository
 
 log = logging.getLogger("paperboy.reconcile")
 
@@ -36,53 +37,37 @@ async def reap_leases(ctx: WorkerContext) -> int:
 
 
 async def reconcile(ctx: WorkerContext) -> dict[str, int]:
-    counts = {
-        "requeued": await _requeue_digests(ctx),
-        "redelivered": await _redeliver(ctx, "digest", await ctx["tasks"].undelivered()),
-    }
-    fetches = FetchRepository(ctx["backend"])
-    counts["requeued"] += await _requeue_fetches(ctx, await fetches.active())
-    counts["redelivered"] += await _redeliver(ctx, "fetch", await fetches.undelivered())
+    counts = {"requeued": 0, "redelivered": 0}
+    for kind in KINDS.values():
+        tasks = Repository(ctx["backend"], kind)
+        counts["requeued"] += await _requeue(ctx, kind, await tasks.active())
+        counts["redelivered"] += await _redeliver(ctx, kind, await tasks.undelivered())
     counts["emails"] = await email_job.reconcile_deliveries(ctx)
-    for kind in ("requeued", "redelivered"):
-        if counts[kind]:
-            ctx["metrics"].inc("paperboy_tasks_requeued", counts[kind], kind=kind)
+    for what in ("requeued", "redelivered"):
+        if counts[what]:
+            ctx["metrics"].inc("paperboy_tasks_requeued", counts[what], kind=what)
     return counts
 
 
-async def _requeue_digests(ctx: WorkerContext) -> int:
+async def _requeue(ctx: WorkerContext, kind: TaskKind[Any], tasks: Sequence[TaskRecord]) -> int:
     redis = ctx["redis"]
     requeued = 0
     cutoff = utcnow() - timedelta(seconds=ctx["settings"].reconcile_grace_seconds)
-    for task in await ctx["tasks"].active():
+    for task in tasks:
         if task.created_at > cutoff or await redis.exists(keys.lease_key(task.task_id)):
             continue
-        if await queue.job_status(redis, keys.digest_job_id(task.task_id)) in LIVE:
+        if await queue.job_status(redis, kind.job_id(task.task_id)) in LIVE:
             continue
-        if await queue.enqueue_digest(redis, task.task_id):
+        if await queue.enqueue_task(redis, kind, task.task_id):
             requeued += 1
             log.warning("task had no live job; queued again", extra={"task_id": task.task_id})
     return requeued
 
 
-async def _requeue_fetches(ctx: WorkerContext, tasks: Sequence[FetchTask]) -> int:
-    requeued = 0
-    cutoff = utcnow() - timedelta(seconds=ctx["settings"].reconcile_grace_seconds)
-    for task in tasks:
-        if task.created_at > cutoff:
-            continue
-        if await queue.job_status(ctx["redis"], keys.fetch_job_id(task.task_id)) in LIVE:
-            continue
-        if await queue.enqueue_fetch(ctx["redis"], task.task_id):
-            requeued += 1
-    return requeued
-
-
-async def _redeliver(ctx: WorkerContext, kind: str, tasks: Sequence[Finished]) -> int:
+async def _redeliver(ctx: WorkerContext, kind: TaskKind[Any], tasks: Sequence[TaskRecord]) -> int:
     redelivered = 0
     for task in tasks:
-        job_id = keys.callback_job_id(task.task_id, kind)
-        if await queue.job_status(ctx["redis"], job_id) in LIVE:
+        if await queue.job_status(ctx["redis"], kind.callback_job_id(task.task_id)) in LIVE:
             continue
         if await queue.enqueue_callback(ctx["redis"], task.task_id, kind=kind):
             redelivered += 1

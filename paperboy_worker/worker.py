@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from paperboy_worker.pipeline.writer import OfflineWriter, Writer
 from paperboy_worker.reconcile import reap_leases, reconcile
 from paperboy_worker.retention import clean_up
 from shared import arqstore, keys, queue
+from shared.lifecycle import DIGEST, FETCH, TaskKind
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.ratelimit import RateLimiter
@@ -125,26 +127,21 @@ def _daily(settings: Settings) -> list[Any]:
     return [slot]
 
 
+def _attempts(settings: Settings, kind: TaskKind[Any], job: Callable[..., Any]) -> Any:
+    """A kind's job. arq counts pickups, not failures: the kind's own budgets (counted in the
+    store) end a task first, and arq's limits only backstop them."""
+    policy = kind.policy(settings)
+    pickups = policy.max_failures + policy.max_interruptions + 2
+    return func(job, name=kind.job, timeout=policy.timeout + 60, max_tries=pickups)
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The keyword arguments of arq's `Worker`, built from settings at the entry point."""
-    # arq counts pickups, not failures; our own budgets (failures and interruptions, counted in
-    # the store) end a task first, and arq's limit only backstops them.
-    digest_pickups = settings.digest_max_tries + settings.digest_max_interruptions + 2
     sweep_timeout = 60
     return {
         "functions": [
-            func(
-                generate_digest,  # type: ignore[arg-type]
-                name=keys.GENERATE_DIGEST,
-                timeout=settings.digest_task_timeout + 60,
-                max_tries=digest_pickups,
-            ),
-            func(
-                fetch_sources,  # type: ignore[arg-type]
-                name=keys.FETCH_SOURCES,
-                timeout=settings.task_timeout,
-                max_tries=settings.digest_max_tries + settings.digest_max_interruptions + 2,
-            ),
+            _attempts(settings, DIGEST, generate_digest),
+            _attempts(settings, FETCH, fetch_sources),
             func(daily_run, name=keys.DAILY_RUN, timeout=settings.task_timeout, max_tries=3),  # type: ignore[arg-type]
             func(
                 deliver_callback,  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# arq queues and functions
+# arq queues and functions (a task kind's job ids: shared/lifecycle.py)
 QUEUE = "arq:paperboy"
 GENERATE_DIGEST = "generate_digest"
 DELIVER_CALLBACK = "deliver_callback"
@@ -53,19 +53,6 @@ DAILY_SOURCES = TABLE_PREFIX + "daily_sources"
 IDEMPOTENCY_KEYS = TABLE_PREFIX + "idempotency_keys"
 EMAIL_DELIVERIES = TABLE_PREFIX + "email_deliveries"
 PROFILES = "profiles"
-
-
-def digest_job_id(task_id: str) -> str:
-    """The arq job id of a digest is its task id, so enqueuing it twice runs it once."""
-    return task_id
-
-
-def callback_job_id(task_id: str, kind: str = "digest") -> str:
-    return f"callback:{task_id}" if kind == "digest" else f"callback:{kind}:{task_id}"
-
-
-def fetch_job_id(task_id: str) -> str:
-    return f"fetch:{task_id}"
 
 
 def email_job_id(delivery_key: str) -> str:

@@ -1,4 +1,4 @@
-"""The task model: requests, statuses and the stored digest task."""
+"""The task model: requests, statuses and the stored task rows."""
 
 from __future__ import annotations
 
@@ -188,30 +188,22 @@ class Usage(BaseModel):
         )
 
 
-class DigestTask(BaseModel):
-    """One row of `digest_tasks`: the source of truth for a digest."""
+class TaskRecord(BaseModel):
+    """Every kind's fields: lifecycle, owning attempt, callback (kinds: shared/lifecycle.py)."""
 
     model_config = ConfigDict(extra="ignore")
 
     task_id: str
     status: TaskStatus = TaskStatus.PENDING
     message: str = "Task accepted"
-    stage: Stage = Stage.QUEUED
-    progress: float = 0.0
-    request: dict[str, Any] = Field(default_factory=dict)
-    user_id: str | None = None
-    source_date: str | None = None
     attempt: int = 0
     running: bool = False
     failures: int = 0
     interruptions: int = 0
     max_attempts: int = 5
-    result: str | None = None
-    articles: list[dict[str, Any]] | None = None
+    result: Any = None
     error: str | None = None
     error_code: str | None = None
-    degraded: bool = False
-    usage: Usage = Field(default_factory=Usage)
     callback_url: str | None = None
     callback_status: CallbackStatus = CallbackStatus.NONE
     callback_attempts: int = 0
@@ -223,6 +215,31 @@ class DigestTask(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    def log_fields(self) -> dict[str, Any]:
+        """What the "finished" log line says beyond the lifecycle."""
+        return {}
+
+
+class DigestTask(TaskRecord):
+    """One row of `digest_tasks`: the source of truth for a digest."""
+
+    stage: Stage = Stage.QUEUED
+    progress: float = 0.0
+    request: dict[str, Any] = Field(default_factory=dict)
+    user_id: str | None = None
+    source_date: str | None = None
+    result: str | None = None
+    articles: list[dict[str, Any]] | None = None
+    degraded: bool = False
+    usage: Usage = Field(default_factory=Usage)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "cost_usd": self.usage.cost_usd,
+        }
 
     @property
     def digest_request(self) -> DigestRequest:

@@ -8,6 +8,7 @@ exported from there.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio.retry import Retry
@@ -21,6 +22,7 @@ from shared.arqstore import enqueue
 from shared.arqstore import job_status as job_status
 from shared.arqstore import queue_summary as queue_summary
 from shared.arqstore import serialize as serialize
+from shared.lifecycle import DIGEST, TaskKind
 from shared.settings import Settings
 
 
@@ -62,11 +64,16 @@ def connect(settings: Settings) -> ArqRedis:
     return redis
 
 
+async def enqueue_task(
+    redis: ArqRedis, kind: TaskKind[Any], task_id: str, *, defer: float = 0
+) -> bool:
+    """Queue a task's attempt; False when its job is already queued, running or waiting to
+    retry."""
+    return await enqueue(redis, kind.job, kind.job_id(task_id), task_id, defer=defer)
+
+
 async def enqueue_digest(redis: ArqRedis, task_id: str, *, defer: float = 0) -> bool:
-    """Queue a digest; False when its job is already queued, running or waiting to retry."""
-    return await enqueue(
-        redis, keys.GENERATE_DIGEST, keys.digest_job_id(task_id), task_id, defer=defer
-    )
+    return await enqueue_task(redis, DIGEST, task_id, defer=defer)
 
 
 async def enqueue_daily_run(
@@ -78,17 +85,13 @@ async def enqueue_daily_run(
 
 
 async def enqueue_callback(
-    redis: ArqRedis, task_id: str, *, kind: str = "digest", defer: float = 0
+    redis: ArqRedis, task_id: str, *, kind: TaskKind[Any] = DIGEST, defer: float = 0
 ) -> bool:
-    job_id = keys.callback_job_id(task_id, kind)
-    return await enqueue(redis, keys.DELIVER_CALLBACK, job_id, task_id, kind, defer=defer)
+    job_id = kind.callback_job_id(task_id)
+    return await enqueue(redis, keys.DELIVER_CALLBACK, job_id, task_id, kind.name, defer=defer)
 
 
 async def enqueue_send(redis: ArqRedis, delivery_key: str, *, defer: float = 0) -> bool:
     """Queue an email's send; False when its job is already queued, running or waiting to retry."""
     job_id = keys.email_job_id(delivery_key)
     return await enqueue(redis, keys.SEND_EMAIL, job_id, delivery_key, defer=defer)
-
-
-async def enqueue_fetch(redis: ArqRedis, task_id: str) -> bool:
-    return await enqueue(redis, keys.FETCH_SOURCES, keys.fetch_job_id(task_id), task_id)

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     task_timeout: int = Field(default=600, ge=1)
     digest_max_tries: int = Field(default=5, ge=1, le=50)
     digest_max_interruptions: int = Field(default=5, ge=1, le=50)
+    # A fetch has its own budget, apart from the digests that wait for its sources.
+    fetch_max_tries: int = Field(default=5, ge=1, le=50)
+    fetch_max_interruptions: int = Field(default=5, ge=1, le=50)
     worker_max_jobs: int = Field(default=10, ge=1, le=1000)
     worker_poll_delay: float = Field(default=0.01, gt=0, le=5)
     worker_shutdown_grace: int = Field(default=20, ge=0)

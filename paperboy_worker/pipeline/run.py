@@ -33,6 +33,7 @@ from paperboy_worker.pipeline.shortlist import shortlist
 from paperboy_worker.pipeline.writer import Step, Writer
 from shared.errors import NoSourcesError, NothingRelevantError, PaperboyError, PermanentError
 from shared.models import DigestTask, Stage, Usage
+from shared.store import Row
 
 log = logging.getLogger("paperboy.pipeline")
 T = TypeVar("T")
@@ -58,7 +59,8 @@ class Attempt:
         self.unsaved: list[Usage] = []  # paid for, not yet in the task row
         self._stage_started: tuple[Stage, float] | None = None
 
-    async def run(self) -> DigestTask:
+    async def run(self) -> Row:
+        """The digest's columns; the job records them (paperboy_worker/lifecycle.py)."""
         user = self.request.user_info
         profile = Profile(
             name=user.name, title=user.title, goals=user.goals, news_interest=user.news_interest
@@ -105,12 +107,13 @@ class Attempt:
             profile, day, picks, highlights, degraded=self.degraded, feedback=feedback
         )
         self._close_stage()
-        return await self.ctx["tasks"].complete(
-            self.task,
-            result=html,
-            articles=[pick.model_dump(mode="json") for pick in picks],
-            degraded=self.degraded,
-        )
+        return {
+            "stage": Stage.DONE.value,
+            "progress": 1.0,
+            "result": html,
+            "articles": [pick.model_dump(mode="json") for pick in picks],
+            "degraded": self.degraded,
+        }
 
     async def _sources(self, profile: Profile) -> tuple[list[Item], list[Item]]:
         day = self.request.effective_date()
@@ -218,18 +221,21 @@ class Attempt:
     async def _progress(self, progress: float, message: str) -> None:
         assert self._stage_started is not None
         async with self._writes:
-            self.task = await self.ctx["tasks"].progress(
-                self.task, self._stage_started[0], progress, message
-            )
+            self.task = await self._write_progress(self._stage_started[0], progress, message)
 
     async def _stage(self, stage: Stage, progress: float, message: str) -> None:
         self._close_stage()
         self._stage_started = (stage, time.monotonic())
         async with self._writes:
-            self.task = await self.ctx["tasks"].progress(self.task, stage, progress, message)
+            self.task = await self._write_progress(stage, progress, message)
         log.info("digest stage", extra={**self._extra(), "stage": stage.value})
         if self.settings.stage_delay_seconds:
             await asyncio.sleep(self.settings.stage_delay_seconds)
+
+    async def _write_progress(self, stage: Stage, progress: float, message: str) -> DigestTask:
+        return await self.ctx["tasks"].progress(
+            self.task, message, stage=stage.value, progress=round(progress, 3)
+        )
 
     def _close_stage(self) -> None:
         if self._stage_started is not None:

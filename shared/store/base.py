@@ -38,7 +38,12 @@ TABLES = {
             frozenset({"request", "articles", "usage"}),
             frozenset({"running", "degraded", "cancel_requested"}),
         ),
-        Table(keys.FETCH_TASKS, ("task_id",), frozenset({"result", "categories"})),
+        Table(
+            keys.FETCH_TASKS,
+            ("task_id",),
+            frozenset({"result", "categories"}),
+            frozenset({"running", "cancel_requested"}),
+        ),
         Table(keys.DAILY_SOURCES, ("source_date", "category"), frozenset({"items"})),
         Table(keys.PROFILES, ("user_id",)),
         Table(keys.IDEMPOTENCY_KEYS, ("key",)),

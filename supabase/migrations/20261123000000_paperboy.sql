@@ -64,11 +64,27 @@ create table if not exists public.paperboy_fetch_tasks (
     callback_error text,
     delivery_id text,
     attempt integer not null default 0,
+    running boolean not null default false,
+    failures integer not null default 0,
+    interruptions integer not null default 0,
+    max_attempts integer not null default 5,
+    cancel_requested boolean not null default false,
+    worker_id text,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     started_at timestamptz,
     finished_at timestamptz
 );
+
+-- Fetch tasks share the digests' lifecycle (shared/lifecycle.py); a table made before they did
+-- gains its columns here.
+alter table public.paperboy_fetch_tasks
+    add column if not exists running boolean not null default false,
+    add column if not exists failures integer not null default 0,
+    add column if not exists interruptions integer not null default 0,
+    add column if not exists max_attempts integer not null default 5,
+    add column if not exists cancel_requested boolean not null default false,
+    add column if not exists worker_id text;
 
 create table if not exists public.paperboy_daily_sources (
     source_date text not null,

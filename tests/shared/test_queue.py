@@ -9,6 +9,7 @@ import pytest
 from arq.jobs import Job, JobStatus
 
 from shared import arqstore, keys, queue
+from shared.lifecycle import FETCH
 from shared.settings import Settings
 from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT
 
@@ -45,8 +46,8 @@ async def test_a_job_enqueued_here_reads_back_through_arq(redis: queue.ArqRedis)
 async def test_a_deferred_job_waits_for_its_score(redis: queue.ArqRedis) -> None:
     task_id = f"t-{uuid.uuid4().hex}"
     try:
-        assert await queue.enqueue_callback(redis, task_id, kind="fetch", defer=30)
-        job_id = keys.callback_job_id(task_id, "fetch")
+        assert await queue.enqueue_callback(redis, task_id, kind=FETCH, defer=30)
+        job_id = FETCH.callback_job_id(task_id)
         job = Job(job_id, redis, _queue_name=keys.QUEUE, _deserializer=queue.deserialize)
 
         assert await job.status() == JobStatus.deferred
@@ -54,5 +55,5 @@ async def test_a_deferred_job_waits_for_its_score(redis: queue.ArqRedis) -> None
         assert info is not None
         assert list(info.args) == [task_id, "fetch"]
     finally:
-        await redis.delete(arqstore.job_key(keys.callback_job_id(task_id, "fetch")))
-        await redis.zrem(keys.QUEUE, keys.callback_job_id(task_id, "fetch"))
+        await redis.delete(arqstore.job_key(FETCH.callback_job_id(task_id)))
+        await redis.zrem(keys.QUEUE, FETCH.callback_job_id(task_id))

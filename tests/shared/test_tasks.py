@@ -93,18 +93,24 @@ async def test_a_superseded_attempt_cannot_write(tasks: TaskRepository) -> None:
     current = await claim(tasks)
 
     with pytest.raises(FencedError):
-        await tasks.progress(zombie, Stage.RANK, 0.5, "ranking")
+        await tasks.progress(zombie, "ranking", stage=Stage.RANK.value, progress=0.5)
     with pytest.raises(FencedError):
-        await tasks.complete(zombie, result="<html>old</html>", articles=[], degraded=False)
+        await tasks.complete(
+            zombie, {"result": "<html>old</html>", "articles": [], "degraded": False}
+        )
 
-    done = await tasks.complete(current, result="<html>new</html>", articles=[], degraded=False)
+    done = await tasks.complete(
+        current, {"result": "<html>new</html>", "articles": [], "degraded": False}
+    )
     assert done.result == "<html>new</html>"
 
 
 async def test_a_terminal_status_is_never_overwritten(tasks: TaskRepository) -> None:
     await new_task(tasks)
     attempt = await claim(tasks)
-    done = await tasks.complete(attempt, result="<html/>", articles=[{"x": 1}], degraded=True)
+    done = await tasks.complete(
+        attempt, {"result": "<html/>", "articles": [{"x": 1}], "degraded": True}
+    )
 
     with pytest.raises(FencedError):
         await tasks.fail(attempt, "late failure", "boom")
@@ -124,7 +130,7 @@ async def test_progress_and_usage_are_written_by_the_owner(tasks: TaskRepository
     await new_task(tasks)
     attempt = await claim(tasks)
 
-    attempt = await tasks.progress(attempt, Stage.ANALYSE, 0.5, "analysing")
+    attempt = await tasks.progress(attempt, "analysing", stage=Stage.ANALYSE.value, progress=0.5)
     attempt = await tasks.add_usage(attempt, Usage(llm_requests=2, prompt_tokens=10, cost_usd=0.5))
     attempt = await tasks.add_usage(attempt, Usage(llm_requests=1, completion_tokens=5))
 
@@ -143,7 +149,7 @@ async def test_a_cancel_request_stops_the_next_write(
     await backend.update(keys.DIGEST_TASKS, {"task_id": "t-1"}, {"cancel_requested": True})
 
     with pytest.raises(TaskCancelledError):
-        await tasks.progress(attempt, Stage.RANK, 0.3, "ranking")
+        await tasks.progress(attempt, "ranking", stage=Stage.RANK.value, progress=0.3)
 
     ended = await tasks.end_unowned("t-1", TaskStatus.CANCELLED, "cancelled", "cancelled")
     assert ended is not None
@@ -171,7 +177,7 @@ async def test_listings_for_the_reconciler(tasks: TaskRepository) -> None:
     await new_task(tasks, "t-1")
     await new_task(tasks, "t-2")
     done = await claim(tasks, "t-2")
-    await tasks.complete(done, result="<html/>", articles=[], degraded=False)
+    await tasks.complete(done, {"result": "<html/>", "articles": [], "degraded": False})
 
     assert [t.task_id for t in await tasks.active()] == ["t-1"]
     assert [t.task_id for t in await tasks.undelivered()] == ["t-2"]

@@ -13,11 +13,13 @@ import pytest
 from arq import Retry
 
 from paperboy_worker.callback_job import deliver_callback
+from shared.fetches import FetchTask
+from shared.lifecycle import FETCH
 from shared.metrics import Metrics
 from shared.models import CallbackStatus, DigestTask, TaskStatus, utcnow
 from shared.settings import Settings
 from shared.store.sqlite import SqliteBackend
-from shared.tasks import TaskRepository
+from shared.tasks import Repository, TaskRepository
 
 WINDOW = 3600
 
@@ -85,3 +87,24 @@ async def test_a_lookup_failure_after_the_window_ends_failed(ctx: dict[str, Any]
 
     task = await ctx["tasks"].get("t-callback")
     assert task.callback_status is CallbackStatus.FAILED
+
+
+async def test_a_fetch_tasks_callback_is_recorded_on_the_fetch_row(ctx: dict[str, Any]) -> None:
+    fetches = Repository(ctx["backend"], FETCH)
+    await fetches.create(
+        FetchTask(
+            task_id="f-callback",
+            source_date="2026-11-22",
+            status=TaskStatus.COMPLETED,
+            callback_url="http://a..example.com/hook",
+            callback_status=CallbackStatus.PENDING,
+            delivery_id="d-2",
+            finished_at=utcnow(),
+        )
+    )
+
+    assert await deliver_callback(ctx, "f-callback", "fetch") == "failed"  # type: ignore[arg-type]
+
+    task = await fetches.get("f-callback")
+    assert task is not None and task.callback_status is CallbackStatus.FAILED
+    assert await ctx["tasks"].get("f-callback") is None  # the digests' table is not involved

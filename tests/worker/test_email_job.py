@@ -26,6 +26,7 @@ from paperboy_worker.email_job import (
 )
 from shared import keys, queue
 from shared.deliveries import DeliveryRepository, DeliveryState, welcome_delivery
+from shared.lifecycle import DIGEST
 from shared.metrics import Metrics
 from shared.models import DigestTask, TaskStatus, stamp, utcnow
 from shared.settings import Settings, WorkerProcessSettings, load_settings
@@ -307,7 +308,7 @@ async def test_retry_failed_makes_a_failed_digest_again_before_sending(
     assert (await state_of(ctx)).state is DeliveryState.PENDING
     reopened = await ctx["tasks"].get(task.task_id)
     assert reopened is not None and reopened.status is TaskStatus.PENDING
-    job_status = await queue.job_status(ctx["redis"], keys.digest_job_id(task.task_id))
+    job_status = await queue.job_status(ctx["redis"], DIGEST.job_id(task.task_id))
     assert job_status is JobStatus.queued
 
 
