@@ -117,6 +117,8 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     def start(kind: str, env: dict[str, str], port: int | None = None) -> Proc:
         if kind == "worker":
             argv = [str(BIN / "python"), "-m", "paperboy_worker"]
+        elif kind == "arq-worker":  # arq's own command line, which the SPEC names
+            argv = [str(BIN / "arq"), "paperboy_worker.WorkerSettings"]
         else:
             argv = [
                 str(BIN / "uvicorn"),

@@ -95,7 +95,7 @@ def test_a_daily_run_emails_each_subscriber_their_digest_once(
 ) -> None:
     env = supabase_env(redis_url, tmp_path, live, inbox)
     stack = start_api(env)
-    worker = processes("worker", env)
+    worker = processes("arq-worker", env)
 
     run_day(stack)
     wait_until(lambda: day_status(stack)["totals"]["sent"] == 2, timeout=90, interval=0.3)
