@@ -8,12 +8,15 @@ from arq.logs import default_log_config
 
 from paperboy_worker.poller import PaperboyWorker
 from paperboy_worker.worker import worker_settings
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 
 
 def main() -> None:
     logging.config.dictConfig(default_log_config(verbose=False))
-    PaperboyWorker(**worker_settings(load_settings())).run()
+    settings: Settings = load_settings()
+    PaperboyWorker(
+        **worker_settings(settings), idle_poll_seconds=settings.worker_idle_poll_seconds
+    ).run()
 
 
 if __name__ == "__main__":
