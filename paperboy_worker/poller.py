@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from signal import Signals
 from typing import Any
 
 from arq.utils import timestamp_ms
@@ -71,6 +72,7 @@ class PaperboyWorker(Worker):
         super().__init__(*args, **kwargs)
         self.idle_poll_seconds = idle_poll_seconds
         self._wake: Redis | None = None
+        self._blocked: asyncio.Future[bool] | None = None
         self._started = 1  # jobs started by the last poll: the first one looks before it waits
 
     async def _poll_iteration(self) -> None:
@@ -103,8 +105,27 @@ class PaperboyWorker(Worker):
         timeout = await self._idle_seconds()
         if timeout < MIN_BLOCK_SECONDS:
             return False
-        popped = await self._wake_client().blpop([keys.WAKE], timeout=timeout)  # type: ignore[misc, arg-type]
+        self._blocked = asyncio.ensure_future(self._pop(timeout))
+        try:
+            return await self._blocked
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the worker itself is being cancelled, not just the block
+            return False  # ended by a shutdown signal: arq's loop takes it from here
+        finally:
+            self._blocked = None
+
+    async def _pop(self, seconds: float) -> bool:
+        popped = await self._wake_client().blpop([keys.WAKE], timeout=seconds)  # type: ignore[misc, arg-type]
         return popped is not None
+
+    def handle_sig_wait_for_completion(self, signum: Signals) -> None:
+        # arq stops taking jobs and waits for its running ones, which it counts as finished only
+        # in a poll iteration: end the block so that iteration comes now, not at its timeout.
+        super().handle_sig_wait_for_completion(signum)
+        if self._blocked is not None:
+            self._blocked.cancel()
 
     async def _idle_seconds(self) -> float:
         """Until the queue's next deferred job, the next cron slot, or the safety-net poll."""
