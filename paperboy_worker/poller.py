@@ -7,7 +7,8 @@ at arq's 0.5 s a quarter-second late pickup. Here an idle worker blocks on the w
 its own so jobs never wait behind the block. The block ends on a push, or when the queue's next
 deferred job or cron slot is due, or after `idle_poll_seconds` at most: the safety net for a job
 queued without a push (arq's own `Retry`, a reclaimed job). Then arq's own poll iteration runs,
-so claims, in-progress keys and retries are arq's. A worker that has just started a job, is
+so claims, in-progress keys and retries are arq's; a retry of a job this worker ran ends its
+block, to plan the next one around the retry's time. A worker that has just started a job, is
 full or is shutting down does not block: it keeps arq's pace, and a worker woken but left full
 passes the wake on, so a job it cannot take does not wait for the safety net.
 
@@ -112,7 +113,7 @@ class PaperboyWorker(Worker):
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # the worker itself is being cancelled, not just the block
-            return False  # ended by a shutdown signal: arq's loop takes it from here
+            return False  # ended on purpose: a shutdown signal, or a retry to plan for
         finally:
             self._blocked = None
 
@@ -125,6 +126,14 @@ class PaperboyWorker(Worker):
         # in a poll iteration: end the block so that iteration comes now, not at its timeout.
         super().handle_sig_wait_for_completion(signum)
         if self._blocked is not None:
+            self._blocked.cancel()
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        retried = self.jobs_retried
+        await super().run_job(job_id, score)
+        if self.jobs_retried > retried and self._blocked is not None:
+            # arq re-queued the job at a later score without a push; the block in progress was
+            # planned without it, so end it and plan again rather than run the retry late.
             self._blocked.cancel()
 
     async def _idle_seconds(self) -> float:

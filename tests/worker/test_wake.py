@@ -12,7 +12,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from arq import func
+from arq import Retry, func
 from arq.connections import ArqRedis
 
 from paperboy_worker.poller import IDLE_POLL_SECONDS, PaperboyWorker
@@ -51,13 +51,24 @@ class Workers:
         if hold:
             await self.release.wait()
 
+    async def retry_once(self, ctx: dict[str, object], name: str) -> None:
+        """On its first try, once released, asks arq to retry in a second, as a digest backs off."""
+        if ctx["job_try"] == 1:
+            self.ran["first try"] = time.monotonic()
+            await self.release.wait()
+            raise Retry(defer=1)
+        self.ran[name] = time.monotonic()
+
     async def blocked(self) -> int:
         info = await self.pool.info("clients")
         return int(info["blocked_clients"])
 
     async def start(self, max_jobs: int = 10, idle_poll: float = IDLE_POLL) -> PaperboyWorker:
         worker = PaperboyWorker(
-            functions=[func(self.record, name="record")],
+            functions=[
+                func(self.record, name="record"),
+                func(self.retry_once, name="retry_once"),
+            ],
             redis_pool=self.pool,
             queue_name=keys.QUEUE,
             max_jobs=max_jobs,
@@ -139,6 +150,19 @@ async def test_a_deferred_enqueue_replans_a_blocked_worker(workers: Workers) -> 
     assert await arqstore.enqueue(workers.pool, "record", "later", "later", defer=1)
 
     ran = await workers.ran_within("later", within=5) - enqueued
+    assert 0.9 < ran < 2
+
+
+async def test_a_retry_while_the_worker_blocks_runs_at_its_time(workers: Workers) -> None:
+    worker = await workers.start_blocked()
+    assert await arqstore.enqueue(workers.pool, "retry_once", "again", "again")
+    await workers.ran_within("first try", within=2)
+    await wait_until_async(lambda: _true(worker._blocked is not None), within=2)
+
+    released = time.monotonic()
+    workers.release.set()  # arq re-queues the job a second ahead, with no push
+
+    ran = await workers.ran_within("again", within=5) - released
     assert 0.9 < ran < 2
 
 
