@@ -2,8 +2,11 @@
 Redis queue) against bare arq `enqueue_job` from one process, at the same concurrency.
 
 No worker runs: both sides only enqueue, so neither competes with job execution for the two
-cores. Each level sends a fixed number of requests after a short untimed warm-up that opens the
-keep-alive connections; latency is per request, client side, with `time.perf_counter`.
+cores. The API is loaded by wrk (Debian's build, pinned: `bench.servers.WRK_VERSION`), one
+thread with one keep-alive connection per concurrent request, for a fixed time after a one-second
+untimed warm-up; its latencies are wrk's, and its own CPU is read from the kernel as it exits.
+A Python client spent more CPU per request than the API did, so it measured itself. Bare arq
+sends a fixed number of enqueues after a short warm-up, timed with `time.perf_counter`.
 """
 
 from __future__ import annotations
@@ -15,17 +18,27 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from arq.connections import RedisSettings, create_pool
 
 from bench.bare import QUEUE as BARE_QUEUE
-from bench.servers import API_KEY, Bench, paperboy_env, start_api
+from bench.servers import (
+    API_KEY,
+    Bench,
+    Lab,
+    WrkRun,
+    paperboy_env,
+    run_wrk,
+    start_api,
+    wrk_version,
+)
 from bench.stats import percentile
 from bench.tasks import digest_body
 
 LEVELS = (1, 16, 64)
 REQUESTS = 2_000
 WARMUP = 100
+API_SECONDS = 5
+WARMUP_SECONDS = 1
 
 
 @dataclass
@@ -47,8 +60,10 @@ class Rep:
 @dataclass
 class Result:
     reps: list[Rep] = field(default_factory=list)
-    requests: int = REQUESTS
+    requests: int = REQUESTS  # bare arq's enqueues per level
+    api_seconds: int = API_SECONDS  # wrk's run per level against the API
     levels: tuple[int, ...] = LEVELS
+    generator: str = ""
 
 
 async def _drive(
@@ -83,39 +98,34 @@ def _level(latencies: list[float], elapsed: float, client_cpu: float) -> Level:
 
 
 async def _api_level(
-    url: str, callback_url: str, api_cpu: Callable[[], tuple[float, float]], concurrency: int
+    lab: Lab,
+    url: str,
+    callback_url: str,
+    api_cpu: Callable[[], tuple[float, float]],
+    concurrency: int,
 ) -> Level:
     body = json.dumps(digest_body(top_n=1, callback_url=callback_url)).encode()
     headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
-    # One keep-alive client (one connection) per lane: httpx's pool costs the client O(pool size)
-    # CPU per request, which at 64 connections would make the load generator the bottleneck.
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=url, limits=limits, timeout=30) for _ in range(concurrency)
-    ]
-    free = list(clients)
+    target = url + "/generate-digest"
 
-    async def post() -> None:
-        client = free.pop()
-        try:
-            response = await client.post("/generate-digest", content=body, headers=headers)
-        finally:
-            free.append(client)
-        if response.status_code != 202:
-            raise RuntimeError(f"POST /generate-digest: {response.status_code} {response.text}")
+    def load(seconds: int) -> WrkRun:
+        run = run_wrk(lab, target, body, headers, concurrency, seconds)
+        if run.errors:
+            raise RuntimeError(f"wrk: {run.errors} failed requests of {run.requests}")
+        return run
 
-    try:
-        await _drive(concurrency, max(WARMUP, concurrency * 2), post)
-        loop0, other0 = api_cpu()
-        latencies, elapsed, client_cpu = await _drive(concurrency, REQUESTS, post)
-        loop1, other1 = api_cpu()
-        level = _level(latencies, elapsed, client_cpu)
-        level.cpu_share = (loop1 + other1 - loop0 - other0) / elapsed
-        level.loop_cpu_share = (loop1 - loop0) / elapsed
-        return level
-    finally:
-        for client in clients:
-            await client.aclose()
+    await asyncio.to_thread(load, WARMUP_SECONDS)  # opens the connections, warms the API
+    loop0, other0 = api_cpu()
+    run = await asyncio.to_thread(load, API_SECONDS)
+    loop1, other1 = api_cpu()
+    return Level(
+        rate=run.requests / run.seconds,
+        p50_ms=run.p50_ms,
+        p99_ms=run.p99_ms,
+        cpu_share=(loop1 + other1 - loop0 - other0) / run.seconds,
+        loop_cpu_share=(loop1 - loop0) / run.seconds,
+        client_cpu_share=run.cpu_seconds / run.seconds,
+    )
 
 
 async def _bare_level(port: int, concurrency: int) -> Level:
@@ -138,7 +148,7 @@ async def _bare_level(port: int, concurrency: int) -> Level:
 
 
 async def run(bench: Bench, reps: int, log: Callable[[str], Any]) -> Result:
-    result = Result()
+    result = Result(generator=wrk_version())
     bench.redis.flush()
     env = paperboy_env(bench.redis.url(), bench.sqlite_path("enqueue"))
     api, url = start_api(bench.lab, env)
@@ -150,7 +160,7 @@ async def run(bench: Bench, reps: int, log: Callable[[str], Any]) -> Result:
                 current.bare[concurrency] = await _bare_level(bench.redis.port, concurrency)
                 bench.redis.flush()
                 current.api[concurrency] = await _api_level(
-                    url, bench.receiver.url, api.thread_cpu, concurrency
+                    bench.lab, url, bench.receiver.url, api.thread_cpu, concurrency
                 )
                 log(
                     f"  rep {rep + 1} c={concurrency}: api {current.api[concurrency].rate:,.0f}/s "

@@ -200,7 +200,7 @@ async def _api(bench: Bench, exe: str) -> Profile:
     try:
         await asyncio.sleep(0.5)
         for _ in range(2):
-            await enqueue._api_level(url, bench.receiver.url, api.thread_cpu, 16)
+            await enqueue._api_level(bench.lab, url, bench.receiver.url, api.thread_cpu, 16)
     finally:
         with contextlib.suppress(Exception):
             spy.stop()

@@ -43,9 +43,10 @@ PACKAGES = (
 # Targets of the issue ("Benchmarks: prove it is fast and cheap, side by side").
 ENQUEUE_RATIO = 0.5
 ENQUEUE_P99_MS = 25.0
-PICKUP_P50_MS = 10.0
-PICKUP_P99_MS = 25.0
-IDLE_COMMANDS = 100.0
+PICKUP_P50_MS = 5.0
+PICKUP_P99_MS = 15.0
+IDLE_COMMANDS = 2.0
+SECONDS_A_DAY = 86_400
 OVERHEAD_RATIO = 0.25
 LLM_RATIO = 1.10
 PEAK_MIB = 120.0
@@ -178,13 +179,14 @@ def _enqueue(doc: Doc, r: enqueue.Result) -> None:
     doc.add(
         "## 1. Enqueue: POST /generate-digest against bare `enqueue_job`",
         "",
-        f"{r.requests:,} requests per concurrency level after an untimed warm-up, keep-alive "
-        "httpx clients (one connection per lane), to one `uvicorn paperboy_api.app:app` process as "
+        f"wrk ({r.generator}, one thread, one keep-alive connection per concurrent request) "
+        f"for {r.api_seconds} s per concurrency level after a 1 s untimed warm-up, to one "
+        "`uvicorn paperboy_api.app:app` process as "
         "shipped (uvloop and httptools from `requirements.lock`, `--no-access-log` as in "
         "fly.toml), "
         "SQLite store, private Redis; no worker runs, so the queue only grows. Each request "
         "validates the body, inserts the row, enqueues the arq job and logs one JSON line. "
-        "Bare arq: `ArqRedis.enqueue_job` of a no-op job from one process "
+        f"Bare arq: {r.requests:,} `ArqRedis.enqueue_job` calls of a no-op job from one process "
         "at the same concurrency, in the same repetition. CPU shares are CPU-seconds per wall "
         "second of the serving process (the API, or the bare enqueuing process itself) and of "
         "the load generator.",
@@ -268,7 +270,7 @@ def _pickup(doc: Doc, r: pickup.Result) -> None:
         "",
     )
     subjects = [
-        ("Paperboy (shipped, WORKER_POLL_DELAY 0.01)", [rep.paperboy for rep in r.reps]),
+        ("Paperboy (shipped settings, woken by the enqueue)", [rep.paperboy for rep in r.reps]),
         ("bare arq, poll_delay 0.01", [rep.bare_fast for rep in r.reps]),
         ("bare arq, poll_delay 0.5 (arq's default)", [rep.bare_default for rep in r.reps]),
     ]
@@ -296,9 +298,16 @@ def _pickup(doc: Doc, r: pickup.Result) -> None:
         f"{spread([i.baseline for i in r.idle]).fmt(1)}/s):",
         "",
     )
-    doc.table(["idle worker", "commands/s"], [[n, s.fmt(1)] for n, s in idle])
+    doc.table(
+        ["idle worker", "commands/s", "commands a day"],
+        [[n, s.fmt(1), f"{s.median * SECONDS_A_DAY:,.0f}"] for n, s in idle],
+    )
     if r.paperboy_commands:
-        doc.add("Where an idle Paperboy worker's commands go (per second, all windows):", "")
+        doc.add(
+            "Where an idle Paperboy worker's commands go (per second, all windows; Redis counts "
+            "the commands a Lua script runs as well as the EVALSHA that ran it):",
+            "",
+        )
         doc.table(
             ["command", "Paperboy /s", "bare arq 0.01 /s"],
             [

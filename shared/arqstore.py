@@ -25,12 +25,16 @@ from arq.constants import (
 )
 from arq.jobs import Job, JobStatus, serialize_job
 from arq.utils import timestamp_ms
+from redis.asyncio import Redis
 
-from shared.keys import QUEUE
+from shared.keys import QUEUE, WAKE
 from shared.luascript import LuaScript
 
 # A job's key must outlive its whole retry schedule: arq never refreshes it.
 JOB_EXPIRES = timedelta(days=3)
+# Entries kept on the wake list: enough to wake every idle worker of a large cluster at once,
+# few enough that pushes nobody pops (every worker busy) cost nothing to keep.
+WAKE_LIST_LIMIT = 64
 
 
 def job_key(job_id: str) -> str:
@@ -70,11 +74,16 @@ def deserialize(raw: bytes) -> dict[str, Any]:
 # arq's `enqueue_job` in one round trip instead of three (WATCH/EXISTS, then MULTI/PSETEX/ZADD/
 # EXEC): the same keys, job format and refusal of an id that is queued, running or has a result,
 # checked and written atomically by the server. Enqueueing is most of the API's work per request.
+# Each new job also pushes one entry to the wake list, which wakes one idle worker blocked on it
+# (paperboy_worker/poller.py): a job due now is picked up at once, and a deferred one makes that
+# worker wait next until the job's time instead of a wait planned before the job existed.
 _ENQUEUE = LuaScript(
     """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+redis.call('LPUSH', KEYS[4], '1')
+redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
 return 1
 """
 )
@@ -89,10 +98,18 @@ async def enqueue(
     expires_ms = int(JOB_EXPIRES.total_seconds() * 1000)
     created = await _ENQUEUE(
         redis,
-        [job_key(job_id), result_key(job_id), QUEUE],
-        [expires_ms, job, now + int(defer * 1000), job_id],
+        [job_key(job_id), result_key(job_id), QUEUE, WAKE],
+        [expires_ms, job, now + int(defer * 1000), job_id, WAKE_LIST_LIMIT],
     )
     return bool(created)
+
+
+async def next_deferred_ms(redis: Redis, queue: str, now_ms: int) -> float | None:
+    """The score (unix ms) of the queue's earliest job still in the future, if any."""
+    entries = await redis.zrangebyscore(
+        queue, min=f"({now_ms}", max="+inf", start=0, num=1, withscores=True
+    )
+    return float(entries[0][1]) if entries else None
 
 
 async def job_status(redis: ArqRedis, job_id: str) -> JobStatus:

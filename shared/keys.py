@@ -15,6 +15,8 @@ PREFIX = "paperboy:"
 LEASES = PREFIX + "leases"  # zset task_id -> lease expiry (Redis time, unix ms)
 LEASE_SIGHTINGS = PREFIX + "lease-sightings"  # hash task_id -> when a reaper saw it overdue
 WORKERS = PREFIX + "workers"  # zset worker_id -> last heartbeat (Redis time, unix ms)
+# list: one entry per job queued to run now, trimmed; an idle worker blocks on it to wake
+WAKE = PREFIX + "wake"
 
 RATELIMIT = PREFIX + "ratelimit:"
 NEWS_HEALTH = PREFIX + "news:health"  # hash: consecutive failures, last error code, since when

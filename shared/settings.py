@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     extract_pause_after_429s: int = Field(default=2, ge=1)
     extract_pause_seconds: int = Field(default=86_400, ge=1)
 
+    # An idle worker blocks on the wake list that an enqueue pushes to, and looks at the queue
+    # anyway after this long: the safety net for a job queued without a push (arq's own retries,
+    # a reclaimed job). A deferred job or a cron slot due sooner shortens the wait to its time.
+    worker_idle_poll_seconds: float = Field(default=5, gt=0, le=60)
+
 
 class ApiSettings(Settings):
     """The API's settings: the worker never holds the API's secrets, so only the API needs them."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,20 @@ def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.05)
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+async def wait_until_async(
+    check: Callable[[], Awaitable[Any]], within: float, interval: float = 0.01
+) -> Any:
+    """`wait_until` for a check that awaits, without blocking the event loop it shares."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
 
 
 def digest_body(**overrides: Any) -> dict[str, Any]:

@@ -167,6 +167,12 @@ async def test_the_worker_hooks_the_poller_overrides_are_there(redis: ArqRedis) 
     assert inspect.iscoroutinefunction(Worker._poll_iteration)
     assert list(inspect.signature(Worker._poll_iteration).parameters) == ["self"]
     assert list(inspect.signature(Worker.start_jobs).parameters) == ["self", "job_ids"]
+    # The wake: a retry ends the block, a shutdown signal too, and cron slots bound its length.
+    assert list(inspect.signature(Worker.run_job).parameters) == ["self", "job_id", "score"]
+    assert list(inspect.signature(Worker.handle_sig_wait_for_completion).parameters) == [
+        "self",
+        "signum",
+    ]
     worker = PaperboyWorker(
         functions=[func(Observed(redis).run, name=FUNCTION)],
         redis_pool=redis,
@@ -176,6 +182,8 @@ async def test_the_worker_hooks_the_poller_overrides_are_there(redis: ArqRedis) 
     # `start_jobs` counts a claim in `job_counter` and holds `sem` for it; the poller gives
     # both back when a claim dies on the connection. tests/worker/test_poller.py runs that.
     assert worker.job_counter == 0
+    assert (worker.jobs_retried, worker.allow_pick_jobs, worker.cron_jobs) == (0, True, [])
+    assert worker.poll_delay_s > 0
     assert isinstance(worker.sem, asyncio.BoundedSemaphore)
     assert worker.health_check_key == keys.QUEUE + ":health-check"
     assert arqstore.health_check_key("host").startswith(worker.health_check_key)

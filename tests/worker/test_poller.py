@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from paperboy_worker.poller import BACKOFF_CAP_SECONDS, PaperboyWorker, backoff_seconds
 from shared import keys
 from tests.redis_server import RedisServer
-from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT
+from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT, wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +147,33 @@ async def test_a_connection_lost_under_watch_costs_one_poll_not_the_worker(
             await pool.aclose()
 
     assert ran == [job_id]
+
+
+async def test_redis_lost_while_blocked_on_the_wake_list_costs_a_poll_not_the_worker(
+    private_redis: RedisServer, pool: ArqRedis
+) -> None:
+    worker = worker_on(pool)
+    await worker._poll_iteration()  # the first poll looks at the queue; the next one blocks
+    blocked = asyncio.create_task(worker._poll_iteration())
+    await wait_until_async(lambda: _blocked_once(worker), within=5)
+    private_redis.stop()
+
+    await asyncio.wait_for(blocked, timeout=10)  # the block ended in an error, caught
+    assert worker.failed_polls == 1
+
+    private_redis.start()
+    await wait_until_async(lambda: _recovered(worker), within=10)
+    worker._pool = None  # the pool is the fixture's to close; this closes the wake connection
+    await worker.close()
+
+
+async def _blocked_once(worker: PaperboyWorker) -> bool:
+    return worker._blocked is not None
+
+
+async def _recovered(worker: PaperboyWorker) -> bool:
+    await worker._poll_iteration()
+    return worker.failed_polls == 0
 
 
 def test_back_off_doubles_and_is_bounded() -> None:
