@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from arq.connections import ArqRedis
@@ -13,6 +11,7 @@ from paperboy_worker.lease import Heartbeat, lapsed, reap_one, sighting_grace_ms
 from shared import arqstore, keys
 from shared.presence import redis_now_ms
 from shared.settings import Settings
+from tests.support import wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +26,6 @@ async def redis(redis_url: str) -> AsyncIterator[ArqRedis]:
     client: ArqRedis = ArqRedis.from_url(redis_url)
     yield client
     await client.aclose()
-
-
-async def eventually(check: Callable[[], Awaitable[object]], within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def lease_lapsed(redis: ArqRedis) -> bool:
@@ -99,12 +91,12 @@ async def test_a_lease_that_lapsed_while_nobody_could_look_is_not_reaped_at_once
     """A Redis stall: the lease lapses while no reaper (and no heartbeat) gets through."""
     heartbeat = Heartbeat(redis, SETTINGS, "w1")
     await heartbeat.acquire(TASK, 1)
-    await eventually(lambda: lease_lapsed(redis))
+    await wait_until_async(lambda: lease_lapsed(redis), within=10)
 
     assert await due(redis) == []  # sighted now; the holder gets a heartbeat to renew
     await heartbeat.beat()
     sighted_at = await redis_now_ms(redis)
-    await eventually(lambda: _later(redis, sighted_at + GRACE_MS))
+    await wait_until_async(lambda: _later(redis, sighted_at + GRACE_MS), within=10)
 
     assert await due(redis) == []  # the renewal cleared the old sighting; this one is new
     assert int(await redis.hget(keys.LEASE_SIGHTINGS, TASK) or 0) >= sighted_at
@@ -117,7 +109,7 @@ async def test_a_lease_nobody_renews_is_reaped_after_the_grace(redis: ArqRedis) 
     async def reapable() -> bool:
         return await due(redis) == [TASK]
 
-    await eventually(reapable)
+    await wait_until_async(reapable, within=10)
     assert not await reap_one(redis, TASK, grace_ms=GRACE_MS, requeue=False)  # no job to free
     assert await redis.zscore(keys.LEASES, TASK) is None
     assert not await redis.exists(keys.lease_key(TASK))
@@ -131,7 +123,7 @@ async def test_the_reap_checks_again_and_spares_a_lease_renewed_since(redis: Arq
     async def reapable() -> bool:
         return await due(redis) == [TASK]
 
-    await eventually(reapable)
+    await wait_until_async(reapable, within=10)
     await heartbeat.beat()  # the holder renews between the sweep and the reap
 
     assert not await reap_one(redis, TASK, grace_ms=GRACE_MS, requeue=True)
@@ -148,7 +140,7 @@ async def test_a_reaped_job_is_runnable_again_under_its_own_id(redis: ArqRedis) 
     async def reapable() -> bool:
         return await due(redis) == [TASK]
 
-    await eventually(reapable)
+    await wait_until_async(reapable, within=10)
 
     assert await reap_one(redis, TASK, grace_ms=GRACE_MS, requeue=True)
     assert not await redis.exists(arqstore.in_progress_key(TASK))
