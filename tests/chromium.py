@@ -24,7 +24,6 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--hide-scrollbars",
 )
 Scheme = Literal["light", "dark"]
 
@@ -35,12 +34,22 @@ def missing() -> list[str]:
 
 
 @contextmanager
-def chromium(profile_dir: Path) -> Iterator[WebDriver]:
+def chromium(profile_dir: Path, *extra_flags: str, console: bool = False) -> Iterator[WebDriver]:
+    """Headless Chromium with its own profile; `console` keeps the page's console messages
+    (CSP reports land there) for `driver.get_log("browser")`."""
+    absent = missing()
+    if absent:
+        raise AssertionError(
+            f"Chromium is not installed ({', '.join(absent)} missing): "
+            "run `make install` (it installs chromium and chromium-driver)"
+        )
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
+    for flag in (*FLAGS, *extra_flags):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile_dir / 'chromium-profile'}")
+    if console:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # A path to the driver means Selenium Manager never runs, so nothing is downloaded.
     service = Service(
         executable_path=str(CHROMEDRIVER), log_output=str(profile_dir / "chromedriver.log")

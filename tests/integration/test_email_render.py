@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 
 from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick, Profile
 from paperboy_worker.pipeline.render import Feedback, render_digest
-from tests.chromium import Scheme, chromium, full_page_screenshot, missing, show
+from tests.chromium import Scheme, chromium, full_page_screenshot, show
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
@@ -91,9 +91,7 @@ def hostile_digest() -> str:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    if missing():
-        pytest.fail(f"Chromium is not installed ({', '.join(missing())}): run `make install`")
-    with chromium(tmp_path) as driver:
+    with chromium(tmp_path, "--hide-scrollbars") as driver:
         yield driver
 
 
