@@ -4,7 +4,9 @@ size of an idle worker against an idle bare arq worker.
 The digests are real ones on the bundled 60-paper sample feed with the shipped shape (5 picks,
 so rank + 5 analyses + highlights) against a local OpenAI-compatible provider answering in
 300 ms, each with a callback; WORKER_MAX_JOBS is the shipped 10, so all ten run together. Idle
-sizes are VmRSS one second after the worker announced itself.
+sizes are VmRSS one second after the worker announced itself; the target for an idle worker is
+≤ 50 MiB. This worker has a provider configured, so it has loaded the `openai` SDK, which an
+offline worker no longer imports.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
 import httpx
-import openai
 from arq.connections import ArqRedis
 
 from paperboy_worker.pipeline.writer import Writer
@@ -16,6 +15,9 @@ from shared.store import Backend
 from shared.tasks import TaskRepository
 
 if TYPE_CHECKING:
+    # Types only: an offline worker never loads the provider's SDK.
+    import openai
+
     from paperboy_worker.lease import Heartbeat
 
 

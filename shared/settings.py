@@ -95,8 +95,10 @@ class Settings(BaseSettings):
     orchestration_enabled: bool = False
     orchestration_hour_utc: int = Field(default=13, ge=0, le=23)
     orchestration_catchup_hours: int = Field(default=6, ge=0, le=72)
-    # Seconds between the starts of successive daily digests, so the provider is not hit at once.
-    daily_spread_seconds: float = Field(default=2.0, ge=0, le=600)
+    # Seconds between the starts of successive daily digests: 0, all queued at once, lets the
+    # shared LLM rate limiter pace the run at the provider's limit. A fixed gap adds
+    # N x spread to the run whatever the provider allows; kept for operators who want one.
+    daily_spread_seconds: float = Field(default=0.0, ge=0, le=600)
 
     # Fault drills and demos: a pause at every stage boundary, to watch or interrupt a digest.
     stage_delay_seconds: float = Field(default=0, ge=0, le=60)
