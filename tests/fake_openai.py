@@ -216,12 +216,15 @@ class FakeOpenAI:
             self.requests.append(logged)
             if self.rpm is None:
                 return None
-            while self._admitted and self._admitted[0] <= logged.at - self.window:
+            # Read the clock under the lock: arrivals then enter the log in time order, which
+            # the trim below relies on (handler threads race between parsing and this point).
+            now = time.monotonic()
+            while self._admitted and self._admitted[0] <= now - self.window:
                 self._admitted.popleft()
             if len(self._admitted) >= self.rpm:
                 self.refused += 1
-                return self._admitted[0] + self.window - logged.at
-            self._admitted.append(logged.at)
+                return self._admitted[0] + self.window - now
+            self._admitted.append(now)
             return None
 
     def next_failure(self) -> Failure | None:
