@@ -7,9 +7,8 @@ from typing import Any
 import httpx
 
 from shared.mail.message import Ambiguous, Email, Failed, Retryable, SendOutcome, Sent, bounded
-from shared.retry import parse_retry_after
+from shared.retry import is_retryable_status, retry_after
 
-RETRYABLE_STATUSES = frozenset({408, 429})
 # Another request with the same key is still being processed: its answer is worth waiting for.
 _CONCURRENT_KEY = "concurrent_idempotent_requests"
 
@@ -84,8 +83,8 @@ def outcome_of(response: httpx.Response) -> SendOutcome:
         return Ambiguous(f"Resend answered {status} without an email id")
     name, message = _error(response)
     reason = bounded(f"Resend {status}: " + (f"{name}: {message}" if name else message))
-    if status in RETRYABLE_STATUSES or status >= 500 or name == _CONCURRENT_KEY:
-        return Retryable(reason, parse_retry_after(response.headers.get("Retry-After")))
+    if is_retryable_status(status) or name == _CONCURRENT_KEY:
+        return Retryable(reason, retry_after(response.headers))
     return Failed(reason)
 
 
