@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from shared.httpjson import json_object
 from shared.mail.message import Ambiguous, Email, Failed, Retryable, SendOutcome, Sent, bounded
 from shared.retry import is_retryable_status, retry_after
 
@@ -77,7 +78,7 @@ def outcome_of(response: httpx.Response) -> SendOutcome:
     """What Resend's answer means for the delivery."""
     status = response.status_code
     if response.is_success:
-        message_id = _json(response).get("id")
+        message_id = json_object(response).get("id")
         if isinstance(message_id, str) and message_id:
             return Sent(message_id)
         return Ambiguous(f"Resend answered {status} without an email id")
@@ -88,17 +89,9 @@ def outcome_of(response: httpx.Response) -> SendOutcome:
     return Failed(reason)
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _error(response: httpx.Response) -> tuple[str, str]:
     """Resend's error `name` and `message`, or the raw body when it sent something else."""
-    data = _json(response)
+    data = json_object(response)
     message = data.get("message")
     if not isinstance(message, str) or not message:
         return "", response.text or response.reason_phrase
