@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from paperboy_worker.pipeline.items import Item, Profile, without_nul
+from paperboy_worker.pipeline.items import Item, without_nul
 from paperboy_worker.pipeline.shortlist import STOPWORDS
 from paperboy_worker.pipeline.sources import merge_items
 from shared.errors import PaperboyError, PermanentError, TransientError
 from shared.httpjson import json_object
-from shared.models import NOT_SPECIFIED
+from shared.models import NOT_SPECIFIED, UserInfo
 from shared.retry import is_retryable_status, retry_after
 from shared.settings import Settings
 
@@ -122,12 +122,12 @@ def stored_category(settings: Settings, query: str) -> str:
     return f"news:{digest}"
 
 
-def news_reader(profile: Profile) -> Profile:
+def news_reader(profile: UserInfo) -> UserInfo:
     """The reader news is ranked for: their news interest, when they gave one, is what counts."""
     interest = (profile.news_interest or "").strip()
     if not interest:
         return profile
-    return Profile(name=profile.name, goals=interest, news_interest=interest)
+    return UserInfo(name=profile.name, goals=interest, news_interest=interest)
 
 
 def article_item(article: object) -> Item | None:
