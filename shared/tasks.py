@@ -27,7 +27,7 @@ from shared.models import (
     stamp,
     utcnow,
 )
-from shared.store import Backend, Cond, Row
+from shared.store import Backend, Cond, Query, Row
 
 ACTIVE_VALUES = tuple(s.value for s in ACTIVE)
 TIMESTAMPS = ("created_at", "updated_at", "started_at", "finished_at")
@@ -305,7 +305,7 @@ class Repository(Generic[T]):
         if before:
             where.append(Cond("created_at", "lt", before))
         rows = await self.backend.select(
-            self.table, where, order_by="created_at", descending=True, limit=limit
+            self.table, Query(where, order_by="created_at", descending=True, limit=limit)
         )
         return [self._model(row) for row in rows]
 
@@ -320,7 +320,9 @@ class Repository(Generic[T]):
         )
 
     async def _oldest(self, where: list[Cond], limit: int) -> list[T]:
-        rows = await self.backend.select(self.table, where, order_by="created_at", limit=limit)
+        rows = await self.backend.select(
+            self.table, Query(where, order_by="created_at", limit=limit)
+        )
         return [self._model(row) for row in rows]
 
 

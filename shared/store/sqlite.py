@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from shared import keys
 from shared.errors import StoreError, StoreRejectedError
-from shared.store.base import TABLES, Cond, Row, Table
+from shared.store.base import EVERY_ROW, TABLES, Cond, Query, Row, Table
 
 T = TypeVar("T")
 
@@ -247,7 +247,7 @@ class SqliteBackend:
         await self._run(lambda conn: conn.execute(sql, list(encoded.values())))
 
     async def get(self, table: str, key: Row) -> Row | None:
-        rows = await self.select(table, [Cond(c, "eq", v) for c, v in key.items()], limit=1)
+        rows = await self.select(table, Query([Cond(c, "eq", v) for c, v in key.items()], limit=1))
         return rows[0] if rows else None
 
     async def update(
@@ -268,24 +268,15 @@ class SqliteBackend:
         cursor = await self._run(lambda conn: conn.execute(f"DELETE FROM {table}{clause}", params))
         return cursor.rowcount > 0
 
-    async def select(
-        self,
-        table: str,
-        where: Sequence[Cond] = (),
-        *,
-        order_by: str | None = None,
-        descending: bool = False,
-        limit: int | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> list[Row]:
+    async def select(self, table: str, query: Query = EVERY_ROW) -> list[Row]:
         spec = TABLES[table]
-        clause, params = _where({}, where)
-        wanted = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        clause, params = _where({}, query.where)
+        wanted = ", ".join(f'"{c}"' for c in query.columns) if query.columns else "*"
         sql = f"SELECT {wanted} FROM {table}{clause}"
-        if order_by:
-            sql += f' ORDER BY "{order_by}" {"DESC" if descending else "ASC"}'
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        if query.order_by:
+            sql += f' ORDER BY "{query.order_by}" {"DESC" if query.descending else "ASC"}'
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
         rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
         return [_decode(spec, dict(row)) for row in rows]
 
