@@ -136,14 +136,7 @@ CREATE TABLE IF NOT EXISTS $profiles (
     completed_at TEXT,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
-""").substitute(
-    digest_tasks=keys.DIGEST_TASKS,
-    fetch_tasks=keys.FETCH_TASKS,
-    daily_sources=keys.DAILY_SOURCES,
-    idempotency_keys=keys.IDEMPOTENCY_KEYS,
-    email_deliveries=keys.EMAIL_DELIVERIES,
-    profiles=keys.PROFILES,
-)
+""").substitute({name.removeprefix(keys.TABLE_PREFIX): name for name in TABLES})
 
 _SQL_OPS = {"eq": "=", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
