@@ -18,29 +18,18 @@ from shared.store.base import EVERY_ROW, TABLES, Cond, Query, Row, Table
 
 T = TypeVar("T")
 
-# The same tables and columns as supabase/migrations (tests/shared/test_schema.py holds them to
-# it), in SQLite's types: jsonb and timestamptz are TEXT, booleans are INTEGER 0/1.
-SCHEMA = Template("""
-CREATE TABLE IF NOT EXISTS $digest_tasks (
-    task_id TEXT PRIMARY KEY NOT NULL,
+# The columns every task table has; each table adds its own before them.
+_TASK_COLUMNS = """\
     status TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
-    stage TEXT NOT NULL DEFAULT 'queued',
-    progress REAL NOT NULL DEFAULT 0,
-    request TEXT NOT NULL DEFAULT '{}',
-    user_id TEXT,
-    source_date TEXT,
     attempt INTEGER NOT NULL DEFAULT 0,
     running INTEGER NOT NULL DEFAULT 0,
     failures INTEGER NOT NULL DEFAULT 0,
     interruptions INTEGER NOT NULL DEFAULT 0,
     max_attempts INTEGER NOT NULL DEFAULT 5,
     result TEXT,
-    articles TEXT,
     error TEXT,
     error_code TEXT,
-    degraded INTEGER NOT NULL DEFAULT 0,
-    usage TEXT NOT NULL DEFAULT '{}',
     callback_url TEXT,
     callback_status TEXT NOT NULL DEFAULT 'none',
     callback_attempts INTEGER NOT NULL DEFAULT 0,
@@ -51,7 +40,22 @@ CREATE TABLE IF NOT EXISTS $digest_tasks (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_at TEXT,
-    finished_at TEXT
+    finished_at TEXT"""
+
+# The same tables and columns as supabase/migrations (tests/shared/test_schema.py holds them to
+# it), in SQLite's types: jsonb and timestamptz are TEXT, booleans are INTEGER 0/1.
+SCHEMA = Template("""
+CREATE TABLE IF NOT EXISTS $digest_tasks (
+    task_id TEXT PRIMARY KEY NOT NULL,
+    stage TEXT NOT NULL DEFAULT 'queued',
+    progress REAL NOT NULL DEFAULT 0,
+    request TEXT NOT NULL DEFAULT '{}',
+    user_id TEXT,
+    source_date TEXT,
+    articles TEXT,
+    degraded INTEGER NOT NULL DEFAULT 0,
+    usage TEXT NOT NULL DEFAULT '{}',
+$task_columns
 );
 CREATE INDEX IF NOT EXISTS ${digest_tasks}_status_created
     ON $digest_tasks (status, created_at DESC);
@@ -62,27 +66,7 @@ CREATE TABLE IF NOT EXISTS $fetch_tasks (
     task_id TEXT PRIMARY KEY NOT NULL,
     source_date TEXT NOT NULL,
     categories TEXT NOT NULL DEFAULT '[]',
-    status TEXT NOT NULL,
-    message TEXT NOT NULL DEFAULT '',
-    result TEXT,
-    error TEXT,
-    error_code TEXT,
-    callback_url TEXT,
-    callback_status TEXT NOT NULL DEFAULT 'none',
-    callback_attempts INTEGER NOT NULL DEFAULT 0,
-    callback_error TEXT,
-    delivery_id TEXT,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    running INTEGER NOT NULL DEFAULT 0,
-    failures INTEGER NOT NULL DEFAULT 0,
-    interruptions INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL DEFAULT 5,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    worker_id TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT
+$task_columns
 );
 CREATE TABLE IF NOT EXISTS $daily_sources (
     source_date TEXT NOT NULL,
@@ -136,7 +120,9 @@ CREATE TABLE IF NOT EXISTS $profiles (
     completed_at TEXT,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
-""").substitute({name.removeprefix(keys.TABLE_PREFIX): name for name in TABLES})
+""").substitute(
+    {name.removeprefix(keys.TABLE_PREFIX): name for name in TABLES}, task_columns=_TASK_COLUMNS
+)
 
 _SQL_OPS = {"eq": "=", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
