@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from paperboy_api.errors import ApiError
+from paperboy_api.errors import RETRY_AFTER, ApiError
 from paperboy_api.state import app_state
 from shared import queue
 from shared.errors import FencedError
@@ -137,5 +137,5 @@ async def queue_state(request: Request) -> Response:
         summary = await queue.queue_summary(state["redis"])
         workers = await live_workers(state["redis"], state["settings"].lease_seconds)
     except RedisError as exc:
-        raise ApiError(503, "Redis is unreachable", {"Retry-After": "5"}) from exc
+        raise ApiError(503, "Redis is unreachable", RETRY_AFTER) from exc
     return JSONResponse({**summary, "workers": workers})

@@ -18,7 +18,7 @@ from paperboy_api.state import AppState, app_state
 from shared import queue
 from shared.errors import StoreError
 from shared.models import DigestRequest, DigestTask, TaskStatus
-from shared.tasks import TaskRepository, request_hash
+from shared.tasks import request_hash
 
 log = logging.getLogger("paperboy.api")
 
@@ -83,7 +83,7 @@ async def _accept_new(state: AppState, task: DigestTask) -> Response:
         await queue.enqueue_digest(state["redis"], task.task_id)
     except (StoreError, RedisError) as exc:
         # The insert may have been written even though it failed (an answer lost on the way).
-        await _take_back(tasks, task.task_id)
+        await tasks.take_back(task.task_id)
         raise _cannot_accept(task.task_id, exc) from exc
     log.info("digest accepted", extra={"task_id": task.task_id})
     return _accepted(task.task_id, 202, "Digest queued")
@@ -110,17 +110,6 @@ async def _accept_keyed(state: AppState, task: DigestTask, key: str, body_hash: 
         log.info("digest accepted", extra={"task_id": task.task_id})
         return _accepted(task.task_id, 202, "Digest queued")
     return _accepted(task.task_id, 200, "Same request seen before; same task")
-
-
-async def _take_back(tasks: TaskRepository, task_id: str) -> None:
-    try:
-        await tasks.delete(task_id)
-    except StoreError as exc:
-        log.error(
-            "could not take back a task that was not accepted; it may still run: %s",
-            exc.message,
-            extra={"task_id": task_id},
-        )
 
 
 def _cannot_accept(task_id: str, exc: StoreError | RedisError) -> ApiError:

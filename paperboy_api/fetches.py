@@ -41,7 +41,7 @@ async def fetch_sources(request: Request) -> Response:
     except (StoreError, RedisError) as exc:
         # Not accepted: take the row back (it may be written even if the insert failed), so the
         # reconciler does not run a fetch the client was told to send again.
-        await _take_back(fetches, task.task_id)
+        await fetches.take_back(task.task_id)
         raise ApiError(503, "Cannot record work right now; retry shortly", RETRY_AFTER) from exc
     return JSONResponse(
         {
@@ -53,17 +53,6 @@ async def fetch_sources(request: Request) -> Response:
         },
         status_code=202,
     )
-
-
-async def _take_back(fetches: Repository[FetchTask], task_id: str) -> None:
-    try:
-        await fetches.delete(task_id)
-    except StoreError as exc:
-        log.error(
-            "could not take back a fetch that was not accepted; it may still run: %s",
-            exc.message,
-            extra={"task_id": task_id},
-        )
 
 
 async def fetch_status(request: Request) -> Response:

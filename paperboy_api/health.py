@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib.metadata import version
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -18,7 +19,8 @@ from shared.presence import live_workers
 
 log = logging.getLogger("paperboy.api")
 
-VERSION = "0.1.0"
+# The installed distribution's version, so the answer follows pyproject.toml on each release.
+VERSION = version("paperboy")
 
 
 async def health(request: Request) -> Response:

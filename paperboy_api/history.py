@@ -15,7 +15,7 @@ from typing import Any
 
 from shared import keys
 from shared.models import TaskStatus, stamp
-from shared.store import Backend, Cond, Row
+from shared.store import Backend, Cond, Query, Row
 from shared.store.base import TABLES
 
 DAYS = 14
@@ -154,7 +154,7 @@ class _Reader:
             return None
         self.reads += 1
         found = await self.backend.select(
-            self.table, where, order_by=order_by, limit=self.page, columns=self.columns
+            self.table, Query(where, order_by=order_by, limit=self.page, columns=self.columns)
         )
         self.rows.update((row[self.key], row) for row in found)
         return found

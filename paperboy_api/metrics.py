@@ -7,7 +7,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from paperboy_api.errors import ApiError
+from paperboy_api.errors import RETRY_AFTER, ApiError
 from paperboy_api.state import app_state
 from shared import keys, queue
 from shared.metrics import Metrics, render
@@ -25,7 +25,7 @@ async def metrics(request: Request) -> Response:
         workers = await live_workers(state["redis"], state["settings"].lease_seconds)
         news = await news_health(state["redis"])
     except RedisError as exc:
-        raise ApiError(503, "Redis is unreachable", {"Retry-After": "5"}) from exc
+        raise ApiError(503, "Redis is unreachable", RETRY_AFTER) from exc
     gauges = {
         "paperboy_queue_depth": float(summary["queued"]),
         "paperboy_jobs_running": float(summary["running"]),

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from paperboy_api.body import read_json
-from paperboy_api.errors import ApiError, field_errors
+from paperboy_api.errors import RETRY_AFTER, ApiError, field_errors
 from paperboy_api.state import app_state
 from shared import keys, queue
 from shared.deliveries import Delivery, DeliveryRepository, DeliveryState
@@ -61,7 +61,7 @@ async def run_daily(request: Request) -> Response:
             app_state(request)["redis"], day, uuid.uuid4().hex, retry_failed=run.retry_failed
         )
     except RedisError as exc:
-        raise ApiError(503, "Cannot queue the run right now", {"Retry-After": "5"}) from exc
+        raise ApiError(503, "Cannot queue the run right now", RETRY_AFTER) from exc
     return JSONResponse(
         {"source_date": day.isoformat(), "retry_failed": run.retry_failed, "status": "accepted"},
         status_code=202,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from paperboy_worker.context import WorkerContext
 from shared import keys
 from shared.models import TERMINAL, stamp, utcnow
-from shared.store import Cond
+from shared.store import Cond, Query
 from shared.store.base import TABLES
 
 log = logging.getLogger("paperboy.retention")
@@ -44,7 +44,7 @@ async def _delete(
     backend = ctx["backend"]
     key = TABLES[table].key
     rows = await backend.select(
-        table, [Cond(column, "lt", stamp(before)), *where], columns=list(key), limit=10_000
+        table, Query([Cond(column, "lt", stamp(before)), *where], columns=list(key), limit=10_000)
     )
     for row in rows:
         await backend.delete(table, {column: row[column] for column in key})

@@ -116,6 +116,18 @@ def _every(seconds: int) -> set[int]:
     return set(range(0, 60, seconds))
 
 
+def _sweeps(settings: Settings) -> list[Any]:
+    """The frequent sweeps: each runs every few seconds, once, with no retry of its own."""
+    every = {
+        "reap_leases": (reap_leases, settings.reaper_interval_seconds),
+        "reconcile": (reconcile, settings.reconcile_interval_seconds),
+    }
+    return [
+        cron(sweep, name=name, second=_every(seconds), timeout=60, max_tries=1)  # type: ignore[arg-type]
+        for name, (sweep, seconds) in every.items()
+    ]
+
+
 def _daily(settings: Settings) -> list[Any]:
     if not settings.orchestration_enabled:
         return []
@@ -144,7 +156,6 @@ def _attempts(settings: Settings, kind: TaskKind[Any], job: Callable[..., Any]) 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The keyword arguments of arq's `Worker`, built from settings at the entry point."""
-    sweep_timeout = 60
     return {
         "functions": [
             _attempts(settings, DIGEST, generate_digest),
@@ -170,20 +181,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 keep_result=3600,
                 max_tries=3,
             ),
-            cron(
-                reap_leases,  # type: ignore[arg-type]
-                name="reap_leases",
-                second=_every(settings.reaper_interval_seconds),
-                timeout=sweep_timeout,
-                max_tries=1,
-            ),
-            cron(
-                reconcile,  # type: ignore[arg-type]
-                name="reconcile",
-                second=_every(settings.reconcile_interval_seconds),
-                timeout=sweep_timeout,
-                max_tries=1,
-            ),
+            *_sweeps(settings),
         ],
         "queue_name": keys.QUEUE,
         "redis_settings": queue.redis_settings(settings),

@@ -16,11 +16,10 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import httpx
 
 from shared import netguard
-from shared.retry import parse_retry_after
+from shared.retry import is_retryable_status, retry_after
 
 USER_AGENT = "Paperboy-Callback/1"
 DEFAULT_PORTS = {"http": 80, "https": 443}
-RETRYABLE_STATUSES = frozenset({408, 429})
 MAX_ERROR_BYTES = 2048
 
 
@@ -190,9 +189,8 @@ async def _classify(response: httpx.Response) -> DeliveryOutcome:
         return DeliveryOutcome(delivered=True, retryable=False, status_code=code)
     excerpt = await _excerpt(response)
     error = f"HTTP {code} {response.reason_phrase}" + (f": {excerpt}" if excerpt else "")
-    if code in RETRYABLE_STATUSES or code >= 500:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return DeliveryOutcome(False, True, code, error, retry_after)
+    if is_retryable_status(code):
+        return DeliveryOutcome(False, True, code, error, retry_after(response.headers))
     return DeliveryOutcome(False, False, code, error)
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from shared import keys
 from shared.mail.message import IDEMPOTENCY_WINDOW_SECONDS, bounded, digest_key, welcome_key
 from shared.models import stamp, utcnow
-from shared.store import Backend, Cond, Row
+from shared.store import Backend, Cond, Query, Row
 
 
 class DeliveryState(StrEnum):
@@ -209,8 +209,7 @@ class DeliveryRepository:
     async def for_date(self, source_date: date) -> list[Delivery]:
         rows = await self.backend.select(
             keys.EMAIL_DELIVERIES,
-            [Cond("source_date", "eq", source_date.isoformat())],
-            order_by="delivery_key",
+            Query([Cond("source_date", "eq", source_date.isoformat())], order_by="delivery_key"),
         )
         return [Delivery.model_validate(row) for row in rows]
 
@@ -220,8 +219,8 @@ class DeliveryRepository:
         """Oldest change first; `where` narrows it (say, to changes before a cutoff)."""
         rows = await self.backend.select(
             keys.EMAIL_DELIVERIES,
-            [Cond("state", "in", _states(states)), *where],
-            order_by="updated_at",
-            limit=limit,
+            Query(
+                [Cond("state", "in", _states(states)), *where], order_by="updated_at", limit=limit
+            ),
         )
         return [Delivery.model_validate(row) for row in rows]

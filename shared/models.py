@@ -126,6 +126,8 @@ Day = Annotated[StrictStr, AfterValidator(_real_date)]
 
 
 class UserInfo(BaseModel):
+    """The reader a digest is written for; relevance is measured against it."""
+
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -134,6 +136,11 @@ class UserInfo(BaseModel):
     news_interest: Annotated[StrictStr | None, Field(max_length=500)] = None
 
     _defaults = field_validator("title", "goals", mode="before")(_blank_to_default)
+
+    def query_text(self) -> str:
+        """The profile text relevance is scored against; placeholders and blanks are left out."""
+        parts = (self.goals, self.title, self.news_interest)
+        return " ".join(p.strip() for p in parts if p and p.strip() and p.strip() != NOT_SPECIFIED)
 
 
 class DigestSources(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, Va
 
 from shared import keys
 from shared.models import stamp
-from shared.store import Backend, Cond, Row
+from shared.store import Backend, Cond, Query, Row
 
 # PostgREST answers at most `max-rows` rows a request (1,000 on Supabase) and says nothing when it
 # cuts; the reader asks for pages and stops only at an empty one, so a lower cap loses nothing.
@@ -126,7 +126,7 @@ class ProfileRepository:
         while True:
             conds = [*where, Cond("user_id", "gt", after)] if after is not None else list(where)
             rows = await self.backend.select(
-                keys.PROFILES, conds, order_by="user_id", limit=self.page_size
+                keys.PROFILES, Query(conds, order_by="user_id", limit=self.page_size)
             )
             if not rows:
                 return

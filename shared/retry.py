@@ -28,7 +28,7 @@ def backoff_delay(
     return max(delay, retry_after or 0.0)
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def _parse_retry_after(value: str | None) -> float | None:
     """A `Retry-After` header in seconds: delta-seconds or an HTTP date; None if unusable."""
     value = (value or "").strip()
     try:
@@ -52,7 +52,9 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
     `headers` should look names up case-insensitively, as httpx's do."""
     millis = _number(headers.get("retry-after-ms"))
-    seconds = millis / 1000 if millis is not None else parse_retry_after(headers.get("retry-after"))
+    seconds = (
+        millis / 1000 if millis is not None else _parse_retry_after(headers.get("retry-after"))
+    )
     if seconds is None:
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic
 
 from shared import keys
-from shared.errors import FencedError, TaskCancelledError
+from shared.errors import FencedError, StoreError, TaskCancelledError
 from shared.lifecycle import DIGEST, T, TaskKind
 from shared.models import (
     ACTIVE,
@@ -27,7 +28,9 @@ from shared.models import (
     stamp,
     utcnow,
 )
-from shared.store import Backend, Cond, Row
+from shared.store import Backend, Cond, Query, Row
+
+log = logging.getLogger("paperboy.tasks")
 
 ACTIVE_VALUES = tuple(s.value for s in ACTIVE)
 TIMESTAMPS = ("created_at", "updated_at", "started_at", "finished_at")
@@ -85,6 +88,19 @@ class Repository(Generic[T]):
 
     async def delete(self, task_id: str) -> None:
         await self.backend.delete(self.table, {"task_id": task_id})
+
+    async def take_back(self, task_id: str) -> None:
+        """Delete a task its request did not get accepted; a store failure is logged, not raised,
+        because the caller is already answering with the error that made it take the task back."""
+        try:
+            await self.delete(task_id)
+        except StoreError as exc:
+            log.error(
+                "could not take back a %s that was not accepted; it may still run: %s",
+                self.kind.name,
+                exc.message,
+                extra={"task_id": task_id},
+            )
 
     # Attempts
 
@@ -305,7 +321,7 @@ class Repository(Generic[T]):
         if before:
             where.append(Cond("created_at", "lt", before))
         rows = await self.backend.select(
-            self.table, where, order_by="created_at", descending=True, limit=limit
+            self.table, Query(where, order_by="created_at", descending=True, limit=limit)
         )
         return [self._model(row) for row in rows]
 
@@ -320,7 +336,9 @@ class Repository(Generic[T]):
         )
 
     async def _oldest(self, where: list[Cond], limit: int) -> list[T]:
-        rows = await self.backend.select(self.table, where, order_by="created_at", limit=limit)
+        rows = await self.backend.select(
+            self.table, Query(where, order_by="created_at", limit=limit)
+        )
         return [self._model(row) for row in rows]
 
 

@@ -17,8 +17,8 @@ from openai.types.responses import ResponseFormatTextJSONSchemaConfigParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, Field
 
-from paperboy_worker.pipeline.items import HighlightType, Item, Pick, Profile, ScoredItem
-from shared.models import NOT_SPECIFIED
+from paperboy_worker.pipeline.items import HighlightType, Item, Pick, ScoredItem
+from shared.models import NOT_SPECIFIED, UserInfo
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -116,7 +116,7 @@ class Prompt(Generic[M]):
         return prompt + self.max_tokens
 
 
-def ranking(shortlisted: list[ScoredItem], profile: Profile, top_n: int) -> Prompt[RankingOutput]:
+def ranking(shortlisted: list[ScoredItem], profile: UserInfo, top_n: int) -> Prompt[RankingOutput]:
     count = min(top_n, len(shortlisted))
     data = {
         "reader": _reader(profile),
@@ -130,7 +130,7 @@ def ranking(shortlisted: list[ScoredItem], profile: Profile, top_n: int) -> Prom
     return Prompt(RANKING, RankingOutput, _messages(task, data), max_tokens=200 + 80 * count)
 
 
-def analysis(item: Item, profile: Profile) -> Prompt[AnalysisOutput]:
+def analysis(item: Item, profile: UserInfo) -> Prompt[AnalysisOutput]:
     data = {"reader": _reader(profile), "item": _candidate(item, ANALYSE_ABSTRACT_CHARS)}
     task = (
         "Analyse this paper for the reader: summarise it, say why it matters to them "
@@ -139,7 +139,7 @@ def analysis(item: Item, profile: Profile) -> Prompt[AnalysisOutput]:
     return Prompt(ANALYSIS, AnalysisOutput, _messages(task, data), max_tokens=700)
 
 
-def news_analysis(item: Item, profile: Profile) -> Prompt[AnalysisOutput]:
+def news_analysis(item: Item, profile: UserInfo) -> Prompt[AnalysisOutput]:
     data = {"reader": _reader(profile), "item": _candidate(item, ANALYSE_ABSTRACT_CHARS)}
     task = (
         "Analyse this news article for the reader: summarise it, say why it matters to them "
@@ -149,7 +149,7 @@ def news_analysis(item: Item, profile: Profile) -> Prompt[AnalysisOutput]:
     return Prompt(NEWS_ANALYSIS, NewsAnalysisOutput, _messages(task, data), max_tokens=800)
 
 
-def highlights(picks: list[Pick], profile: Profile) -> Prompt[HighlightsOutput]:
+def highlights(picks: list[Pick], profile: UserInfo) -> Prompt[HighlightsOutput]:
     data = {
         "reader": _reader(profile),
         "picks": [
@@ -209,7 +209,7 @@ def _messages(task: str, data: object) -> list[ChatCompletionMessageParam]:
     ]
 
 
-def _reader(profile: Profile) -> dict[str, str]:
+def _reader(profile: UserInfo) -> dict[str, str]:
     fields = profile.model_dump()
     return {key: value for key, value in fields.items() if value and value != NOT_SPECIFIED}
 

@@ -33,14 +33,13 @@ from paperboy_worker.pipeline.items import (
     Analysis,
     Highlight,
     Pick,
-    Profile,
     ScoredItem,
     without_nul,
 )
 from paperboy_worker.pipeline.writer import Step
 from shared.errors import PaperboyError
 from shared.metrics import Metrics
-from shared.models import Usage
+from shared.models import Usage, UserInfo
 from shared.ratelimit import Limiter, LimiterUnavailableError, Ticket
 from shared.retry import retry_after
 
@@ -101,7 +100,7 @@ class LLMWriter:
             log.warning("no price for the LLM model; its cost counts as 0", extra={"model": model})
 
     async def rank(
-        self, shortlisted: list[ScoredItem], profile: Profile, top_n: int
+        self, shortlisted: list[ScoredItem], profile: UserInfo, top_n: int
     ) -> Step[list[Pick]]:
         if not shortlisted or top_n < 1:
             return Step(offline.rank(shortlisted, top_n))
@@ -112,7 +111,7 @@ class LLMWriter:
             return Step(offline.rank(shortlisted, top_n), answer.usage, degraded=True)
         return Step(picks, answer.usage)
 
-    async def analyse(self, pick: Pick, profile: Profile) -> Step[Analysis]:
+    async def analyse(self, pick: Pick, profile: UserInfo) -> Step[Analysis]:
         item = pick.item
         news = item.kind == "news"
         prompt = prompts.news_analysis(item, profile) if news else prompts.analysis(item, profile)
@@ -123,7 +122,7 @@ class LLMWriter:
             return Step(offline.analyse(item, profile), answer.usage, degraded=True)
         return Step(analysis, answer.usage)
 
-    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[Highlight]]:
+    async def highlights(self, picks: list[Pick], profile: UserInfo) -> Step[list[Highlight]]:
         if not picks:
             return Step(offline.highlights(picks, profile))
         answer = await self._ask(prompts.highlights(picks, profile))

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from redis.exceptions import RedisError
@@ -40,6 +41,16 @@ return 0
 """
 
 
+@dataclass(frozen=True)
+class _Source:
+    """One (date, category) of sources, how to fetch it, and whether an empty answer is kept."""
+
+    day: date
+    category: str
+    fetch: Callable[[], Awaitable[list[Item]]]
+    keep_empty: bool
+
+
 async def papers_for(ctx: WorkerContext, day: date, categories: Sequence[str]) -> list[Item]:
     """The union of the day's papers in `categories` (sample mode: the bundled feed)."""
     settings = ctx["settings"]
@@ -62,7 +73,7 @@ async def category_papers(ctx: WorkerContext, day: date, category: str) -> list[
 
     # An empty answer is not stored: arXiv sometimes answers nothing for a day that has
     # papers, and a stored empty row would hide them from every later digest.
-    return await _shared(ctx, day, category, fetch, keep_empty=False)
+    return await _shared(ctx, _Source(day, category, fetch, keep_empty=False))
 
 
 async def day_news(ctx: WorkerContext, day: date, query: str) -> list[Item]:
@@ -81,7 +92,7 @@ async def day_news(ctx: WorkerContext, day: date, query: str) -> list[Item]:
 
     # A narrow query often has no article on a day; that answer is kept like any other.
     category = stored_category(ctx["settings"], query)
-    return await _shared(ctx, day, category, fetch, keep_empty=True)
+    return await _shared(ctx, _Source(day, category, fetch, keep_empty=True))
 
 
 async def default_news(ctx: WorkerContext, day: date) -> tuple[list[Item], str | None]:
@@ -102,50 +113,36 @@ async def default_news(ctx: WorkerContext, day: date) -> tuple[list[Item], str |
         return [], exc.code
 
 
-async def _shared(
-    ctx: WorkerContext,
-    day: date,
-    category: str,
-    fetch: Callable[[], Awaitable[list[Item]]],
-    *,
-    keep_empty: bool,
-) -> list[Item]:
+async def _shared(ctx: WorkerContext, source: _Source) -> list[Item]:
     deadline = time.monotonic() + ctx["settings"].task_timeout
-    lock = f"{keys.PREFIX}lock:sources:{day.isoformat()}:{category}"
+    lock = f"{keys.PREFIX}lock:sources:{source.day.isoformat()}:{source.category}"
     while True:
-        cached = await stored(ctx, day, category)
+        cached = await stored(ctx, source.day, source.category)
         if cached is not None:
             return cached
         token = uuid.uuid4().hex
         if await _acquire(ctx, lock, token):
             try:
-                return await _fetch_and_store(ctx, day, category, fetch, keep_empty=keep_empty)
+                return await _fetch_and_store(ctx, source)
             finally:
                 await _release(ctx, lock, token)
         if time.monotonic() > deadline:
             raise TransientError(
-                f"{category} for {day.isoformat()} is still being fetched elsewhere",
+                f"{source.category} for {source.day.isoformat()} is still being fetched elsewhere",
                 code="source_unavailable",
             )
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _fetch_and_store(
-    ctx: WorkerContext,
-    day: date,
-    category: str,
-    fetch: Callable[[], Awaitable[list[Item]]],
-    *,
-    keep_empty: bool,
-) -> list[Item]:
-    cached = await stored(ctx, day, category)  # filled while we waited for the lock
+async def _fetch_and_store(ctx: WorkerContext, source: _Source) -> list[Item]:
+    cached = await stored(ctx, source.day, source.category)  # filled while we waited for the lock
     if cached is not None:
         return cached
-    items = await fetch()
-    if items or keep_empty:
+    items = await source.fetch()
+    if items or source.keep_empty:
         row = {
-            "source_date": day.isoformat(),
-            "category": category,
+            "source_date": source.day.isoformat(),
+            "category": source.category,
             "items": [item.model_dump(mode="json") for item in items],
             "item_count": len(items),
             "fetched_at": stamp(),
@@ -153,7 +150,11 @@ async def _fetch_and_store(
         await ctx["backend"].upsert(keys.DAILY_SOURCES, row)
     log.info(
         "sources fetched",
-        extra={"items": len(items), "category": category, "source_date": day.isoformat()},
+        extra={
+            "items": len(items),
+            "category": source.category,
+            "source_date": source.day.isoformat(),
+        },
     )
     return items
 

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import keys
+from shared.httpjson import json_object
 from shared.metrics import Metrics
 from shared.retry import is_retryable_status
 from shared.settings import Settings
@@ -107,7 +108,7 @@ class Extractor:
         if response.status_code != 200:
             log.warning("extract refused", extra={"status": response.status_code})
             return "rejected"
-        found = _evidence(_json_object(response), url)
+        found = _evidence(json_object(response), url)
         if found is None:
             return "rejected"  # an answer about other URLs, or none: asking again will not help
         self.metrics.inc("paperboy_extract_requests", outcome="ok")
@@ -168,11 +169,3 @@ def _entries(value: object) -> list[Mapping[str, Any]]:
     if not isinstance(value, list):
         return []
     return [entry for entry in value if isinstance(entry, Mapping)]
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

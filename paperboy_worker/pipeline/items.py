@@ -6,8 +6,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from shared.models import NOT_SPECIFIED
-
 
 def without_nul(text: str) -> str:
     """`text` without NUL characters, which PostgreSQL refuses in any text value."""
@@ -77,17 +75,3 @@ class Pick(BaseModel):
     relevance: float = Field(ge=0.0, le=1.0)
     rank: int = Field(ge=1)
     analysis: Analysis | None = None
-
-
-class Profile(BaseModel):
-    """The reader a digest is written for; relevance is measured against it."""
-
-    name: str
-    title: str = NOT_SPECIFIED
-    goals: str = NOT_SPECIFIED
-    news_interest: str | None = None
-
-    def query_text(self) -> str:
-        """The profile text relevance is scored against; placeholders and blanks are left out."""
-        parts = (self.goals, self.title, self.news_interest)
-        return " ".join(p.strip() for p in parts if p and p.strip() and p.strip() != NOT_SPECIFIED)

@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from paperboy_worker.pipeline.items import Item, Profile, without_nul
+from paperboy_worker.pipeline.items import Item, without_nul
 from paperboy_worker.pipeline.shortlist import STOPWORDS
 from paperboy_worker.pipeline.sources import merge_items
 from shared.errors import PaperboyError, PermanentError, TransientError
-from shared.models import NOT_SPECIFIED
+from shared.httpjson import json_object
+from shared.models import NOT_SPECIFIED, UserInfo
 from shared.retry import is_retryable_status, retry_after
 from shared.settings import Settings
 
@@ -79,7 +80,7 @@ async def fetch_news(
         response = await http.get(url, params=params, headers=headers)
     except httpx.HTTPError as exc:
         raise TransientError(f"NewsAPI unreachable: {exc!r}", code="source_unavailable") from exc
-    body = _json_object(response)
+    body = json_object(response)
     articles = body.get("articles")
     if response.status_code != 200 or body.get("status") != "ok" or not isinstance(articles, list):
         raise _error(response, body)
@@ -121,12 +122,12 @@ def stored_category(settings: Settings, query: str) -> str:
     return f"news:{digest}"
 
 
-def news_reader(profile: Profile) -> Profile:
+def news_reader(profile: UserInfo) -> UserInfo:
     """The reader news is ranked for: their news interest, when they gave one, is what counts."""
     interest = (profile.news_interest or "").strip()
     if not interest:
         return profile
-    return Profile(name=profile.name, goals=interest, news_interest=interest)
+    return UserInfo(name=profile.name, goals=interest, news_interest=interest)
 
 
 def article_item(article: object) -> Item | None:
@@ -274,14 +275,6 @@ def _error(response: httpx.Response, body: Mapping[str, Any]) -> PaperboyError:
             message, code="source_unavailable", retry_after=retry_after(response.headers)
         )
     return PermanentError(message, code="news_rejected")
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _is_web_url(url: str) -> bool:

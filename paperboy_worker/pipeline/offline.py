@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick, ScoredItem
 from paperboy_worker.pipeline.shortlist import tokenize
+from shared.models import UserInfo
 
 SUMMARY_CHARS = 400
 HIGHLIGHT_TITLE_CHARS = 80
@@ -39,7 +40,7 @@ def rank(shortlisted: list[ScoredItem], top_n: int) -> list[Pick]:
     ]
 
 
-def analyse(item: Item, profile: Profile) -> Analysis:
+def analyse(item: Item, profile: UserInfo) -> Analysis:
     """An extractive analysis: lead sentences, the profile terms matched, the most on-topic line."""
     sentences = split_sentences(item.abstract)
     summary_sentences = _lead(sentences)
@@ -52,7 +53,7 @@ def analyse(item: Item, profile: Profile) -> Analysis:
     )
 
 
-def highlights(picks: list[Pick], profile: Profile) -> list[Highlight]:
+def highlights(picks: list[Pick], profile: UserInfo) -> list[Highlight]:
     """Two to four highlights of the day's picks (one when there are none)."""
     if not picks:
         return [Highlight(title="A quiet day", insight=NOTHING_MATCHED, type="trend")]
@@ -91,7 +92,7 @@ def clip(text: str, limit: int) -> str:
     return cut + "…"
 
 
-def profile_words(profile: Profile) -> list[tuple[str, list[str]]]:
+def profile_words(profile: UserInfo) -> list[tuple[str, list[str]]]:
     """The profile's words (hyphenated compounds kept whole), each with its searchable terms."""
     words = (word.lower() for word in _RAW_WORD.findall(profile.query_text()))
     pairs = ((word, tokenize(word.replace("-", " "))) for word in words)
@@ -99,7 +100,7 @@ def profile_words(profile: Profile) -> list[tuple[str, list[str]]]:
     return [(word, terms) for word, terms in pairs if terms and not word.isdigit()]
 
 
-def matched_terms(item: Item, profile: Profile) -> list[str]:
+def matched_terms(item: Item, profile: UserInfo) -> list[str]:
     """The profile words the item's title or abstract mention; partly matched compounds by part."""
     present = set(tokenize(f"{item.title} {item.abstract}"))
     named: list[str] = []
@@ -115,7 +116,7 @@ def _lead(sentences: list[str]) -> list[str]:
     return sentences[:1]
 
 
-def _why_it_matters(item: Item, profile: Profile) -> str:
+def _why_it_matters(item: Item, profile: UserInfo) -> str:
     matched = matched_terms(item, profile)[:MAX_NAMED_TERMS]
     if matched:
         return f"It matches your interest in {_join(matched)}."
@@ -123,7 +124,7 @@ def _why_it_matters(item: Item, profile: Profile) -> str:
     return f"It does not match your stated goals directly; it is one of today's items in {area}."
 
 
-def _key_sentence(sentences: list[str], profile: Profile) -> str | None:
+def _key_sentence(sentences: list[str], profile: UserInfo) -> str | None:
     if not sentences:
         return None
     terms = {term for _, word_terms in profile_words(profile) for term in word_terms}
@@ -132,7 +133,7 @@ def _key_sentence(sentences: list[str], profile: Profile) -> str | None:
     return sentences[overlaps.index(best)] if best else sentences[-1]
 
 
-def _shared_terms(picks: list[Pick], profile: Profile) -> list[str]:
+def _shared_terms(picks: list[Pick], profile: UserInfo) -> list[str]:
     counts = Counter(word for pick in picks for word in matched_terms(pick.item, profile))
     return [word for word, count in counts.most_common(3) if count >= 2]
 

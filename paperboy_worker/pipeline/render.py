@@ -17,7 +17,8 @@ from urllib.parse import quote, urlsplit
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from paperboy_worker.pipeline.items import Highlight, Pick, Profile
+from paperboy_worker.pipeline.items import Highlight, Pick
+from shared.models import UserInfo
 
 SHOWN_AUTHORS = 3
 QUICK_SCAN_CHARS = 120
@@ -77,7 +78,7 @@ class Feedback:
 
 
 def render_digest(
-    profile: Profile,
+    profile: UserInfo,
     source_date: date,
     picks: list[Pick],
     highlights: list[Highlight],

@@ -25,14 +25,14 @@ from paperboy_worker.context import WorkerContext
 from paperboy_worker.pipeline.checkpoints import Checkpoints
 from paperboy_worker.pipeline.daily_sources import day_news, papers_for
 from paperboy_worker.pipeline.extract import Extractor
-from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick, Profile
+from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick
 from paperboy_worker.pipeline.links import choose_news
 from paperboy_worker.pipeline.news import news_query, news_reader
 from paperboy_worker.pipeline.render import Feedback, render_digest
 from paperboy_worker.pipeline.shortlist import shortlist
 from paperboy_worker.pipeline.writer import Step, Writer
 from shared.errors import NoSourcesError, NothingRelevantError, PaperboyError, PermanentError
-from shared.models import DigestTask, Stage, Usage
+from shared.models import DigestTask, Stage, Usage, UserInfo
 from shared.store import Row
 
 log = logging.getLogger("paperboy.pipeline")
@@ -61,10 +61,7 @@ class Attempt:
 
     async def run(self) -> Row:
         """The digest's columns; the job records them (paperboy_worker/lifecycle.py)."""
-        user = self.request.user_info
-        profile = Profile(
-            name=user.name, title=user.title, goals=user.goals, news_interest=user.news_interest
-        )
+        profile = self.request.user_info
         self.replayed = await self.checkpoints.load()
         papers, news = await self._sources(profile)
 
@@ -115,7 +112,7 @@ class Attempt:
             "degraded": self.degraded,
         }
 
-    async def _sources(self, profile: Profile) -> tuple[list[Item], list[Item]]:
+    async def _sources(self, profile: UserInfo) -> tuple[list[Item], list[Item]]:
         day = self.request.effective_date()
         await self._stage(Stage.SOURCES, 0.05, f"Loading sources for {day.isoformat()}")
         wanted = self.request.digest_sources
@@ -133,7 +130,7 @@ class Attempt:
             raise NoSourcesError(f"No papers or news found for {day.isoformat()} in {where}")
         return papers, news
 
-    async def _news(self, profile: Profile, day: Any) -> list[Item]:
+    async def _news(self, profile: UserInfo, day: Any) -> list[Item]:
         # A reader with no usable interest shares the default query (what /fetch-sources counts).
         query = news_query(profile.news_interest, profile.goals) or self.settings.news_query
         try:
@@ -144,7 +141,7 @@ class Attempt:
             self.degraded = True
             return []
 
-    async def _analyse(self, picks: list[Pick], profile: Profile) -> list[Pick]:
+    async def _analyse(self, picks: list[Pick], profile: UserInfo) -> list[Pick]:
         done = 0
         await self._stage(Stage.ANALYSE, 0.3, f"Analysing {len(picks)} picks")
         bound = asyncio.Semaphore(self.settings.llm_analysis_concurrency)

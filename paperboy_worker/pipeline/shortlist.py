@@ -7,7 +7,8 @@ import re
 from collections import Counter
 from collections.abc import Collection, Sequence
 
-from paperboy_worker.pipeline.items import Item, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Item, ScoredItem
+from shared.models import UserInfo
 
 K1 = 1.5
 B = 0.75
@@ -66,7 +67,7 @@ def bm25_scores(documents: Sequence[Sequence[str]], query: Sequence[str]) -> lis
     return scores
 
 
-def shortlist(items: Sequence[Item], profile: Profile, limit: int) -> list[ScoredItem]:
+def shortlist(items: Sequence[Item], profile: UserInfo, limit: int) -> list[ScoredItem]:
     """The `limit` items most relevant to `profile`, best first; ties keep feed order."""
     if limit <= 0:
         return []

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Analysis, Highlight, Pick, Profile, ScoredItem
-from shared.models import Usage
+from paperboy_worker.pipeline.items import Analysis, Highlight, Pick, ScoredItem
+from shared.models import Usage, UserInfo
 
 T = TypeVar("T")
 
@@ -27,12 +27,12 @@ class Step(Generic[T]):
 
 class Writer(Protocol):
     async def rank(
-        self, shortlisted: list[ScoredItem], profile: Profile, top_n: int
+        self, shortlisted: list[ScoredItem], profile: UserInfo, top_n: int
     ) -> Step[list[Pick]]: ...
 
-    async def analyse(self, pick: Pick, profile: Profile) -> Step[Analysis]: ...
+    async def analyse(self, pick: Pick, profile: UserInfo) -> Step[Analysis]: ...
 
-    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[Highlight]]: ...
+    async def highlights(self, picks: list[Pick], profile: UserInfo) -> Step[list[Highlight]]: ...
 
     async def close(self) -> None:
         """Finish what the writer still does in the background (at shutdown)."""
@@ -40,14 +40,14 @@ class Writer(Protocol):
 
 class OfflineWriter:
     async def rank(
-        self, shortlisted: list[ScoredItem], profile: Profile, top_n: int
+        self, shortlisted: list[ScoredItem], profile: UserInfo, top_n: int
     ) -> Step[list[Pick]]:
         return Step(offline.rank(shortlisted, top_n))
 
-    async def analyse(self, pick: Pick, profile: Profile) -> Step[Analysis]:
+    async def analyse(self, pick: Pick, profile: UserInfo) -> Step[Analysis]:
         return Step(offline.analyse(pick.item, profile))
 
-    async def highlights(self, picks: list[Pick], profile: Profile) -> Step[list[Highlight]]:
+    async def highlights(self, picks: list[Pick], profile: UserInfo) -> Step[list[Highlight]]:
         return Step(offline.highlights(picks, profile))
 
     async def close(self) -> None:

@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 
+from shared.httpjson import json_object
 from shared.mail.message import Ambiguous, Email, Failed, Retryable, SendOutcome, Sent, bounded
-from shared.retry import parse_retry_after
+from shared.retry import is_retryable_status, retry_after
 
-RETRYABLE_STATUSES = frozenset({408, 429})
 # Another request with the same key is still being processed: its answer is worth waiting for.
 _CONCURRENT_KEY = "concurrent_idempotent_requests"
 
@@ -78,28 +78,20 @@ def outcome_of(response: httpx.Response) -> SendOutcome:
     """What Resend's answer means for the delivery."""
     status = response.status_code
     if response.is_success:
-        message_id = _json(response).get("id")
+        message_id = json_object(response).get("id")
         if isinstance(message_id, str) and message_id:
             return Sent(message_id)
         return Ambiguous(f"Resend answered {status} without an email id")
     name, message = _error(response)
     reason = bounded(f"Resend {status}: " + (f"{name}: {message}" if name else message))
-    if status in RETRYABLE_STATUSES or status >= 500 or name == _CONCURRENT_KEY:
-        return Retryable(reason, parse_retry_after(response.headers.get("Retry-After")))
+    if is_retryable_status(status) or name == _CONCURRENT_KEY:
+        return Retryable(reason, retry_after(response.headers))
     return Failed(reason)
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _error(response: httpx.Response) -> tuple[str, str]:
     """Resend's error `name` and `message`, or the raw body when it sent something else."""
-    data = _json(response)
+    data = json_object(response)
     message = data.get("message")
     if not isinstance(message, str) or not message:
         return "", response.text or response.reason_phrase

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from shared.settings import Settings
-from shared.store.base import Backend, Cond, Row
+from shared.store.base import Backend, Cond, Query, Row
 from shared.store.sqlite import SqliteBackend
 
-__all__ = ["Backend", "Cond", "Row", "open_backend"]
+__all__ = ["Backend", "Cond", "Query", "Row", "open_backend"]
 
 
 async def open_backend(settings: Settings) -> Backend:

@@ -22,6 +22,20 @@ class Cond:
 
 
 @dataclass(frozen=True)
+class Query:
+    """Which rows `select` reads: filters, an order, a cap and the columns to return."""
+
+    where: Sequence[Cond] = ()
+    order_by: str | None = None
+    descending: bool = False
+    limit: int | None = None
+    columns: Sequence[str] | None = None
+
+
+EVERY_ROW = Query()
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     key: tuple[str, ...]
@@ -76,15 +90,6 @@ class Backend(Protocol):
 
     async def delete(self, table: str, key: Row, where: Sequence[Cond] = ()) -> bool: ...
 
-    async def select(
-        self,
-        table: str,
-        where: Sequence[Cond] = (),
-        *,
-        order_by: str | None = None,
-        descending: bool = False,
-        limit: int | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> list[Row]: ...
+    async def select(self, table: str, query: Query = EVERY_ROW) -> list[Row]: ...
 
     async def count(self, table: str, where: Sequence[Cond] = ()) -> int: ...

@@ -14,33 +14,22 @@ from typing import Any, TypeVar
 
 from shared import keys
 from shared.errors import StoreError, StoreRejectedError
-from shared.store.base import TABLES, Cond, Row, Table
+from shared.store.base import EVERY_ROW, TABLES, Cond, Query, Row, Table
 
 T = TypeVar("T")
 
-# The same tables and columns as supabase/migrations (tests/shared/test_schema.py holds them to
-# it), in SQLite's types: jsonb and timestamptz are TEXT, booleans are INTEGER 0/1.
-SCHEMA = Template("""
-CREATE TABLE IF NOT EXISTS $digest_tasks (
-    task_id TEXT PRIMARY KEY NOT NULL,
+# The columns every task table has; each table adds its own before them.
+_TASK_COLUMNS = """\
     status TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
-    stage TEXT NOT NULL DEFAULT 'queued',
-    progress REAL NOT NULL DEFAULT 0,
-    request TEXT NOT NULL DEFAULT '{}',
-    user_id TEXT,
-    source_date TEXT,
     attempt INTEGER NOT NULL DEFAULT 0,
     running INTEGER NOT NULL DEFAULT 0,
     failures INTEGER NOT NULL DEFAULT 0,
     interruptions INTEGER NOT NULL DEFAULT 0,
     max_attempts INTEGER NOT NULL DEFAULT 5,
     result TEXT,
-    articles TEXT,
     error TEXT,
     error_code TEXT,
-    degraded INTEGER NOT NULL DEFAULT 0,
-    usage TEXT NOT NULL DEFAULT '{}',
     callback_url TEXT,
     callback_status TEXT NOT NULL DEFAULT 'none',
     callback_attempts INTEGER NOT NULL DEFAULT 0,
@@ -51,7 +40,22 @@ CREATE TABLE IF NOT EXISTS $digest_tasks (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_at TEXT,
-    finished_at TEXT
+    finished_at TEXT"""
+
+# The same tables and columns as supabase/migrations (tests/shared/test_schema.py holds them to
+# it), in SQLite's types: jsonb and timestamptz are TEXT, booleans are INTEGER 0/1.
+SCHEMA = Template("""
+CREATE TABLE IF NOT EXISTS $digest_tasks (
+    task_id TEXT PRIMARY KEY NOT NULL,
+    stage TEXT NOT NULL DEFAULT 'queued',
+    progress REAL NOT NULL DEFAULT 0,
+    request TEXT NOT NULL DEFAULT '{}',
+    user_id TEXT,
+    source_date TEXT,
+    articles TEXT,
+    degraded INTEGER NOT NULL DEFAULT 0,
+    usage TEXT NOT NULL DEFAULT '{}',
+$task_columns
 );
 CREATE INDEX IF NOT EXISTS ${digest_tasks}_status_created
     ON $digest_tasks (status, created_at DESC);
@@ -62,27 +66,7 @@ CREATE TABLE IF NOT EXISTS $fetch_tasks (
     task_id TEXT PRIMARY KEY NOT NULL,
     source_date TEXT NOT NULL,
     categories TEXT NOT NULL DEFAULT '[]',
-    status TEXT NOT NULL,
-    message TEXT NOT NULL DEFAULT '',
-    result TEXT,
-    error TEXT,
-    error_code TEXT,
-    callback_url TEXT,
-    callback_status TEXT NOT NULL DEFAULT 'none',
-    callback_attempts INTEGER NOT NULL DEFAULT 0,
-    callback_error TEXT,
-    delivery_id TEXT,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    running INTEGER NOT NULL DEFAULT 0,
-    failures INTEGER NOT NULL DEFAULT 0,
-    interruptions INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL DEFAULT 5,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    worker_id TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT
+$task_columns
 );
 CREATE TABLE IF NOT EXISTS $daily_sources (
     source_date TEXT NOT NULL,
@@ -137,12 +121,7 @@ CREATE TABLE IF NOT EXISTS $profiles (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 """).substitute(
-    digest_tasks=keys.DIGEST_TASKS,
-    fetch_tasks=keys.FETCH_TASKS,
-    daily_sources=keys.DAILY_SOURCES,
-    idempotency_keys=keys.IDEMPOTENCY_KEYS,
-    email_deliveries=keys.EMAIL_DELIVERIES,
-    profiles=keys.PROFILES,
+    {name.removeprefix(keys.TABLE_PREFIX): name for name in TABLES}, task_columns=_TASK_COLUMNS
 )
 
 _SQL_OPS = {"eq": "=", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -247,7 +226,7 @@ class SqliteBackend:
         await self._run(lambda conn: conn.execute(sql, list(encoded.values())))
 
     async def get(self, table: str, key: Row) -> Row | None:
-        rows = await self.select(table, [Cond(c, "eq", v) for c, v in key.items()], limit=1)
+        rows = await self.select(table, Query([Cond(c, "eq", v) for c, v in key.items()], limit=1))
         return rows[0] if rows else None
 
     async def update(
@@ -268,24 +247,15 @@ class SqliteBackend:
         cursor = await self._run(lambda conn: conn.execute(f"DELETE FROM {table}{clause}", params))
         return cursor.rowcount > 0
 
-    async def select(
-        self,
-        table: str,
-        where: Sequence[Cond] = (),
-        *,
-        order_by: str | None = None,
-        descending: bool = False,
-        limit: int | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> list[Row]:
+    async def select(self, table: str, query: Query = EVERY_ROW) -> list[Row]:
         spec = TABLES[table]
-        clause, params = _where({}, where)
-        wanted = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        clause, params = _where({}, query.where)
+        wanted = ", ".join(f'"{c}"' for c in query.columns) if query.columns else "*"
         sql = f"SELECT {wanted} FROM {table}{clause}"
-        if order_by:
-            sql += f' ORDER BY "{order_by}" {"DESC" if descending else "ASC"}'
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        if query.order_by:
+            sql += f' ORDER BY "{query.order_by}" {"DESC" if query.descending else "ASC"}'
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
         rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
         return [_decode(spec, dict(row)) for row in rows]
 

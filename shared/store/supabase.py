@@ -17,9 +17,9 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from shared import keys
 from shared.errors import StoreError, StoreRejectedError
-from shared.store.base import TABLES, Cond, Row
+from shared.store.base import EVERY_ROW, TABLES, Cond, Query, Row
 
-Query = AsyncSelectRequestBuilder
+Request = AsyncSelectRequestBuilder
 
 # PostgreSQL error classes another try would repeat: data exception (22: a NUL in text, a value
 # out of range), integrity constraint violation (23), syntax error or access rule (42: an
@@ -64,7 +64,7 @@ class SupabaseBackend:
             self._http = None
 
     async def ping(self) -> None:
-        await self.select(keys.DIGEST_TASKS, columns=["task_id"], limit=1)
+        await self.select(keys.DIGEST_TASKS, Query(columns=["task_id"], limit=1))
 
     async def insert(self, table: str, row: Row) -> bool:
         # ON CONFLICT DO NOTHING RETURNING: an empty answer means the key existed.
@@ -80,7 +80,7 @@ class SupabaseBackend:
         await _run(query, "upsert", table)
 
     async def get(self, table: str, key: Row) -> Row | None:
-        rows = await self.select(table, _key_conds(key), limit=1)
+        rows = await self.select(table, Query(_key_conds(key), limit=1))
         return rows[0] if rows else None
 
     async def update(
@@ -95,22 +95,13 @@ class SupabaseBackend:
         response = await _run(query.select(*TABLES[table].key), "delete", table)
         return bool(_rows(response, table))
 
-    async def select(
-        self,
-        table: str,
-        where: Sequence[Cond] = (),
-        *,
-        order_by: str | None = None,
-        descending: bool = False,
-        limit: int | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> list[Row]:
-        query = _filtered(self._table(table).select(*(columns or ("*",))), where)
-        if order_by:
-            query = query.order(order_by, desc=descending)
-        if limit is not None:
-            query = query.limit(limit)
-        return _rows(await _run(query, "select", table), table)
+    async def select(self, table: str, query: Query = EVERY_ROW) -> list[Row]:
+        request = _filtered(self._table(table).select(*(query.columns or ("*",))), query.where)
+        if query.order_by:
+            request = request.order(query.order_by, desc=query.descending)
+        if query.limit is not None:
+            request = request.limit(query.limit)
+        return _rows(await _run(request, "select", table), table)
 
     async def count(self, table: str, where: Sequence[Cond] = ()) -> int:
         key = TABLES[table].key
@@ -132,13 +123,13 @@ def _key_conds(key: Row) -> list[Cond]:
     return [Cond(column, "eq", value) for column, value in key.items()]
 
 
-def _filtered(query: Query, conds: Sequence[Cond]) -> Query:
+def _filtered(query: Request, conds: Sequence[Cond]) -> Request:
     for cond in conds:
         query = _apply(query, cond)
     return query
 
 
-def _apply(query: Query, cond: Cond) -> Query:
+def _apply(query: Request, cond: Cond) -> Request:
     column, value = cond.column, cond.value
     if cond.op == "in":
         return query.in_(column, value)
@@ -155,7 +146,7 @@ def _apply(query: Query, cond: Cond) -> Query:
     return compare(column, value)
 
 
-async def _run(query: Query, verb: str, table: str) -> APIResponse:
+async def _run(query: Request, verb: str, table: str) -> APIResponse:
     try:
         return await query.execute()
     except APIError as exc:

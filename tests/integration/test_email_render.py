@@ -12,8 +12,9 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
-from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick, Profile
+from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Pick
 from paperboy_worker.pipeline.render import Feedback, render_digest
+from shared.models import UserInfo
 from tests.chromium import Scheme, chromium, full_page_screenshot, show
 from tests.support import ROOT
 
@@ -64,7 +65,7 @@ def digest() -> str:
         Highlight(title="Sparse attention", insight="Two picks scale attention.", type="trend"),
         Highlight(title="Graph transformers", insight="Start with part 1.", type="paper"),
     ]
-    profile = Profile(name="Rae", goals="graph learning")
+    profile = UserInfo(name="Rae", goals="graph learning")
     return render_digest(
         profile,
         DAY,
@@ -75,7 +76,7 @@ def digest() -> str:
 
 
 def hostile_digest() -> str:
-    profile = Profile(name=ATTACK, title=ATTACK, goals=ATTACK, news_interest=ATTACK)
+    profile = UserInfo(name=ATTACK, title=ATTACK, goals=ATTACK, news_interest=ATTACK)
     attacked = pick(
         1, 0.95, kind="news", title=ATTACK, source=ATTACK, url="javascript:alert(1)", authors=[]
     )

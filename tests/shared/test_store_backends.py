@@ -10,7 +10,7 @@ import pytest
 
 from shared import keys
 from shared.errors import StoreError
-from shared.store.base import Backend, Cond
+from shared.store.base import Backend, Cond, Query
 
 if TYPE_CHECKING:
     from fake_postgrest import FakePostgrest
@@ -139,21 +139,27 @@ async def test_select_filters_orders_and_limits(backend: Backend) -> None:
 
     newest = await backend.select(
         keys.DIGEST_TASKS,
-        [
-            Cond("status", "in", ("pending", "failed")),
-            Cond("created_at", "gte", "2026-11-23T10:01:00+00:00"),
-        ],
-        order_by="created_at",
-        descending=True,
-        limit=2,
-        columns=["task_id", "status"],
+        Query(
+            [
+                Cond("status", "in", ("pending", "failed")),
+                Cond("created_at", "gte", "2026-11-23T10:01:00+00:00"),
+            ],
+            order_by="created_at",
+            descending=True,
+            limit=2,
+            columns=["task_id", "status"],
+        ),
     )
-    oldest = await backend.select(keys.DIGEST_TASKS, order_by="created_at", limit=1)
-    unfinished = await backend.select(keys.DIGEST_TASKS, [Cond("finished_at", "is_null", True)])
-    finished = await backend.select(keys.DIGEST_TASKS, [Cond("finished_at", "is_null", False)])
-    not_pending = await backend.select(keys.DIGEST_TASKS, [Cond("status", "neq", "pending")])
+    oldest = await backend.select(keys.DIGEST_TASKS, Query(order_by="created_at", limit=1))
+    unfinished = await backend.select(
+        keys.DIGEST_TASKS, Query([Cond("finished_at", "is_null", True)])
+    )
+    finished = await backend.select(
+        keys.DIGEST_TASKS, Query([Cond("finished_at", "is_null", False)])
+    )
+    not_pending = await backend.select(keys.DIGEST_TASKS, Query([Cond("status", "neq", "pending")]))
     before_t2 = Cond("created_at", "lt", "2026-11-23T10:02:00+00:00")
-    earlier = await backend.select(keys.DIGEST_TASKS, [before_t2])
+    earlier = await backend.select(keys.DIGEST_TASKS, Query([before_t2]))
 
     assert newest == [
         {"task_id": "t4", "status": "pending"},
@@ -173,7 +179,7 @@ async def test_in_values_with_reserved_characters(backend: Backend) -> None:
         await backend.insert(keys.DIGEST_TASKS, digest(task_id))
 
     rows = await backend.select(
-        keys.DIGEST_TASKS, [Cond("task_id", "in", odd)], columns=["task_id"]
+        keys.DIGEST_TASKS, Query([Cond("task_id", "in", odd)], columns=["task_id"])
     )
 
     assert sorted(row["task_id"] for row in rows) == sorted(odd)
@@ -259,7 +265,8 @@ async def test_reads_send_the_expected_queries(
 ) -> None:
     await supabase_backend.count(keys.DIGEST_TASKS, [Cond("finished_at", "is_null", False)])
     await supabase_backend.select(
-        keys.DIGEST_TASKS, [Cond("worker_id", "is_null", True)], order_by="created_at", limit=5
+        keys.DIGEST_TASKS,
+        Query([Cond("worker_id", "is_null", True)], order_by="created_at", limit=5),
     )
     await supabase_backend.ping()
 

@@ -15,6 +15,7 @@ from paperboy_worker.daily import daily_run, daily_task_id, last_slot, missed_so
 from shared import keys
 from shared.logs import extra_fields
 from shared.settings import Settings
+from shared.store import Query
 from shared.store.sqlite import SqliteBackend
 from shared.tasks import TaskRepository
 
@@ -87,7 +88,7 @@ async def test_a_malformed_profile_is_skipped_and_reported_and_the_others_run(
     summary = await daily_run(ctx, "2026-11-19")  # type: ignore[arg-type]
 
     assert summary == {"profiles": 3, "created": 2, "skipped": 1}
-    tasks = await backend.select(keys.DIGEST_TASKS, order_by="user_id")
+    tasks = await backend.select(keys.DIGEST_TASKS, Query(order_by="user_id"))
     assert [t["user_id"] for t in tasks] == [subscriber(1)["user_id"], subscriber(3)["user_id"]]
     assert tasks[0]["request"]["user_info"]["news_interest"] == "AI policy"
     [skip] = [r for r in caplog.records if r.getMessage() == "profile skipped"]

@@ -23,12 +23,12 @@ from redis.asyncio import Redis
 from paperboy_worker.llm import FIREWORKS_BASE_URL, LLMWriter, PriceTable, llm_client
 from paperboy_worker.llm.prompts import ANALYSIS, HIGHLIGHTS, NEWS_ANALYSIS, RANKING
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Analysis, Highlight, Item, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Analysis, Highlight, Item, ScoredItem
 from paperboy_worker.pipeline.writer import Step
 from shared.errors import PermanentError, TransientError
 from shared.keys import ratelimit_hold_key, ratelimit_log_key, ratelimit_tokens_key
 from shared.metrics import METRICS_KEY, Metrics
-from shared.models import Usage
+from shared.models import Usage, UserInfo
 from shared.ratelimit import (
     LimiterUnavailableError,
     RateLimiter,
@@ -41,7 +41,7 @@ from tests.support import REDIS_DB, REDIS_HOST, REDIS_PORT
 
 BASE_URL = "http://llm.test/v1"
 MODEL = "gpt-4o-mini"
-PROFILE = Profile(name="Ada", title="ML engineer", goals="retrieval-augmented generation")
+PROFILE = UserInfo(name="Ada", title="ML engineer", goals="retrieval-augmented generation")
 
 
 def make_item(n: int) -> Item:

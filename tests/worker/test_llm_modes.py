@@ -18,16 +18,16 @@ from paperboy_worker.llm import Budgets, LLMWriter, llm_budgets, llm_client
 from paperboy_worker.llm.budgets import REASONING_MAX_TOKENS
 from paperboy_worker.llm.prompts import ANALYSIS, HIGHLIGHTS, NEWS_ANALYSIS, RANKING
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Analysis, Item, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Analysis, Item, ScoredItem
 from paperboy_worker.pipeline.writer import Step
-from shared.models import Usage
+from shared.models import Usage, UserInfo
 from shared.ratelimit import Ticket
 from shared.settings import Settings
 from tests.fake_openai import FakeOpenAI
 
 BASE_URL = "http://llm.test/v1"
 MODEL = "gpt-4o-mini"
-PROFILE = Profile(name="Ada", title="ML engineer", goals="retrieval-augmented generation")
+PROFILE = UserInfo(name="Ada", title="ML engineer", goals="retrieval-augmented generation")
 ANSWER = {"summary": "It retrieves.", "why_it_matters": "You build RAG.", "key_takeaway": "Good."}
 SHORTLIST = [
     ScoredItem(

@@ -9,7 +9,6 @@ import httpx
 import pytest
 import respx
 
-from paperboy_worker.pipeline.items import Profile
 from paperboy_worker.pipeline.news import (
     fetch_news,
     news_query,
@@ -17,6 +16,7 @@ from paperboy_worker.pipeline.news import (
     stored_category,
 )
 from shared.errors import PermanentError, TransientError
+from shared.models import UserInfo
 from shared.retry import MAX_RETRY_AFTER_SECONDS
 from shared.settings import Settings
 
@@ -168,7 +168,7 @@ def test_one_query_with_the_same_filters_is_stored_once() -> None:
 
 
 def test_news_is_ranked_against_the_news_interest_when_there_is_one() -> None:
-    reader = Profile(
+    reader = UserInfo(
         name="Ada", title="Chip designer", goals="compilers", news_interest="EU AI Act"
     )
 
@@ -176,7 +176,7 @@ def test_news_is_ranked_against_the_news_interest_when_there_is_one() -> None:
     assert "EU AI Act" in words
     assert "compilers" not in words
     assert "Chip designer" not in words
-    plain = Profile(name="Ada", goals="compilers")
+    plain = UserInfo(name="Ada", goals="compilers")
     assert news_reader(plain) == plain
 
 

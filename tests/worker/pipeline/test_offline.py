@@ -1,9 +1,10 @@
 import pytest
 
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Highlight, Item, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Highlight, Item, Pick, ScoredItem
+from shared.models import UserInfo
 
-PROFILE = Profile(
+PROFILE = UserInfo(
     name="Pat",
     title="Computational biologist",
     goals="Protein structure prediction and protein-ligand docking",

@@ -3,7 +3,7 @@ from datetime import date
 
 import pytest
 
-from paperboy_worker.pipeline.items import Analysis, Highlight, HighlightType, Item, Pick, Profile
+from paperboy_worker.pipeline.items import Analysis, Highlight, HighlightType, Item, Pick
 from paperboy_worker.pipeline.render import (
     Feedback,
     Stats,
@@ -14,6 +14,7 @@ from paperboy_worker.pipeline.render import (
     sections,
     stats,
 )
+from shared.models import UserInfo
 
 HOSTILE = "<script>alert('x')</script>"
 DAY = date(2026, 11, 22)
@@ -37,8 +38,8 @@ def make_pick(n: int, relevance: float, **fields: object) -> Pick:
 
 
 @pytest.fixture
-def profile() -> Profile:
-    return Profile(name="Rae", title="Engineer", goals="graph learning")
+def profile() -> UserInfo:
+    return UserInfo(name="Rae", title="Engineer", goals="graph learning")
 
 
 def highlight(insight: str, title: str = "Graphs", kind: HighlightType = "trend") -> Highlight:
@@ -177,7 +178,7 @@ def test_no_call_to_action_without_a_usable_target(profile, feedback):
 
 
 def test_hostile_text_is_escaped_everywhere():
-    profile = Profile(name=HOSTILE, title=HOSTILE, goals=HOSTILE, news_interest=HOSTILE)
+    profile = UserInfo(name=HOSTILE, title=HOSTILE, goals=HOSTILE, news_interest=HOSTILE)
     pick = make_pick(
         1, 1.0, kind="news", title=HOSTILE, authors=[HOSTILE], categories=[HOSTILE], source=HOSTILE
     )

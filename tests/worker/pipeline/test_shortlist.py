@@ -1,8 +1,9 @@
 import pytest
 
 from paperboy_worker.pipeline.arxiv_feed import SAMPLE_PATH, parse_feed
-from paperboy_worker.pipeline.items import Item, Profile
+from paperboy_worker.pipeline.items import Item
 from paperboy_worker.pipeline.shortlist import bm25_scores, normalise, shortlist, tokenize
+from shared.models import UserInfo
 
 RAG_TITLES = {
     "Retrieval-Augmented Generation with Calibrated Abstention",
@@ -24,12 +25,12 @@ PROTEIN_TITLES = {
     "Confidence Calibration of Protein Structure Predictors on Orphan Protein Families",
     "Protein-Ligand Binding Pose Prediction with Learned Scoring & Physics Priors",
 }
-RAG_PROFILE = Profile(
+RAG_PROFILE = UserInfo(
     name="Rae",
     title="NLP engineer",
     goals="Retrieval-augmented generation: grounding language model answers in retrieved documents",
 )
-PROTEIN_PROFILE = Profile(
+PROTEIN_PROFILE = UserInfo(
     name="Pat",
     title="Computational biologist",
     goals="Protein structure prediction and protein design",
@@ -92,7 +93,7 @@ def test_shortlist_is_not_feed_order(items):
 
 
 def test_empty_query_scores_zero_in_original_order(items):
-    blank = Profile(name="Nobody")
+    blank = UserInfo(name="Nobody")
 
     assert blank.query_text() == ""
     result = shortlist(items, blank, 10)
@@ -103,7 +104,7 @@ def test_empty_query_scores_zero_in_original_order(items):
 def test_ties_keep_input_order():
     same = [make_item(n, title="graph networks") for n in range(4)]
 
-    result = shortlist(same, Profile(name="G", goals="graph"), 4)
+    result = shortlist(same, UserInfo(name="G", goals="graph"), 4)
 
     assert [s.item.item_id for s in result] == [item.item_id for item in same]
 
@@ -117,7 +118,7 @@ def test_title_counts_more_than_abstract():
     in_title = make_item(1, title="Quantum error correction", abstract="We study codes.")
     in_abstract = make_item(2, title="Error correction codes", abstract="We study quantum codes.")
 
-    result = shortlist([in_abstract, in_title], Profile(name="Q", goals="quantum"), 2)
+    result = shortlist([in_abstract, in_title], UserInfo(name="Q", goals="quantum"), 2)
 
     assert result[0].item is in_title
 
