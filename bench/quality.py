@@ -33,9 +33,10 @@ from redis.asyncio import Redis
 from bench.servers import Bench
 from paperboy_worker.llm import LLMWriter, llm_client
 from paperboy_worker.pipeline import offline
-from paperboy_worker.pipeline.items import Item, Pick, Profile, ScoredItem
+from paperboy_worker.pipeline.items import Item, Pick, ScoredItem
 from paperboy_worker.pipeline.shortlist import shortlist
 from shared import keys
+from shared.models import UserInfo
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 from tests.fake_openai import FakeOpenAI
@@ -187,7 +188,7 @@ async def run(bench: Bench, reps: int, log: Callable[[str], None]) -> Result:
 
 
 async def _topic(result: Result, writer: LLMWriter, topic: Topic, rng: random.Random) -> None:
-    profile = Profile(name="Reader", goals=topic.goals, news_interest=topic.news_interest)
+    profile = UserInfo(name="Reader", goals=topic.goals, news_interest=topic.news_interest)
     papers, news, planted = corpus(topic, rng)
     for kind, items in (("paper", papers), ("news", news)):
         candidates = shortlist(items, profile, RANKING_INPUT)

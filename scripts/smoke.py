@@ -13,15 +13,14 @@ from typing import Any
 
 from paperboy_worker.llm import LLMWriter, llm_budgets, llm_client, llm_model
 from paperboy_worker.pipeline.arxiv_feed import load_sample
-from paperboy_worker.pipeline.items import Profile
 from paperboy_worker.pipeline.shortlist import shortlist
 from paperboy_worker.pipeline.writer import Step
 from shared.errors import PaperboyError
-from shared.models import Usage
+from shared.models import Usage, UserInfo
 from shared.ratelimit import Ticket
 from shared.settings import Settings, load_settings
 
-PROFILE = Profile(
+PROFILE = UserInfo(
     name="Smoke Test",
     title="ML engineer",
     goals="large language models, retrieval-augmented generation, evaluation",

@@ -155,4 +155,5 @@ def test_a_stuck_write_does_not_stall_unrelated_reads(client: TestClient, db_pat
 
     assert write.status_code == 503
     assert reads > 5
-    assert slowest < STORE_TIMEOUT / 2
+    # Queued behind the stuck write, a read would take the whole store timeout or more.
+    assert slowest < STORE_TIMEOUT * 0.9
