@@ -17,6 +17,7 @@ from shared.tasks import TaskRepository
 
 if TYPE_CHECKING:
     from paperboy_worker.lease import Heartbeat
+    from paperboy_worker.sweeps import Periodic
 
 
 class WorkerContext(TypedDict, total=False):
@@ -34,6 +35,7 @@ class WorkerContext(TypedDict, total=False):
     callback_http: httpx.AsyncClient
     worker_id: str
     heartbeat: Heartbeat
+    sweeps: list[Periodic]
     metrics: Metrics
     writer: Writer
     llm: openai.AsyncOpenAI | None

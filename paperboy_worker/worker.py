@@ -21,7 +21,7 @@ from paperboy_worker.fetch_job import fetch_sources
 from paperboy_worker.lease import Heartbeat
 from paperboy_worker.llm import LLMWriter, llm_budgets, llm_client, llm_model
 from paperboy_worker.pipeline.writer import OfflineWriter, Writer
-from paperboy_worker.reconcile import reap_leases, reconcile
+from paperboy_worker.reconcile import start_sweeps
 from paperboy_worker.retention import clean_up
 from shared import arqstore, keys, queue
 from shared.lifecycle import DIGEST, FETCH, TaskKind
@@ -56,11 +56,14 @@ async def on_startup(ctx: WorkerContext) -> None:
     ctx["llm"], ctx["writer"] = _writer(ctx)
     ctx["heartbeat"] = Heartbeat(ctx["redis"], settings, ctx["worker_id"])
     await ctx["heartbeat"].start()
+    ctx["sweeps"] = start_sweeps(ctx)
     if settings.orchestration_enabled:
         await catch_up(ctx)
 
 
 async def on_shutdown(ctx: WorkerContext) -> None:
+    for sweep in ctx.get("sweeps", []):
+        await sweep.stop()
     if "metrics" in ctx:
         await ctx["metrics"].stop()
     if "heartbeat" in ctx:
@@ -105,10 +108,6 @@ def _writer(ctx: WorkerContext) -> tuple[openai.AsyncOpenAI | None, Writer]:
     return client, writer
 
 
-def _every(seconds: int) -> set[int]:
-    return set(range(0, 60, seconds))
-
-
 def _daily(settings: Settings) -> list[Any]:
     if not settings.orchestration_enabled:
         return []
@@ -137,7 +136,6 @@ def _attempts(settings: Settings, kind: TaskKind[Any], job: Callable[..., Any]) 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The keyword arguments of arq's `Worker`, built from settings at the entry point."""
-    sweep_timeout = 60
     return {
         "functions": [
             _attempts(settings, DIGEST, generate_digest),
@@ -162,20 +160,6 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 timeout=600,
                 keep_result=3600,
                 max_tries=3,
-            ),
-            cron(
-                reap_leases,  # type: ignore[arg-type]
-                name="reap_leases",
-                second=_every(settings.reaper_interval_seconds),
-                timeout=sweep_timeout,
-                max_tries=1,
-            ),
-            cron(
-                reconcile,  # type: ignore[arg-type]
-                name="reconcile",
-                second=_every(settings.reconcile_interval_seconds),
-                timeout=sweep_timeout,
-                max_tries=1,
             ),
         ],
         "queue_name": keys.QUEUE,
