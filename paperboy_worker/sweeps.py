@@ -66,6 +66,7 @@ class Periodic:
         except (RedisError, TransientError, TimeoutError) as exc:
             log.warning("%s sweep failed: %r", self.name, exc)
             return False
+        log.info("%s swept", self.name)  # what arq's job lines showed: the sweep ran
         return True
 
 

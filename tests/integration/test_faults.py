@@ -276,7 +276,7 @@ def test_a_worker_whose_clock_is_30s_ahead_does_not_run_a_task_twice(
     holder(stack, task_id, [steady])
     ahead = processes("worker", clock_ahead(env, "+30s"))
     wait_until(lambda: worker_clock(redis_url, ahead) > time.time() + 25, timeout=20)
-    wait_until(lambda: ahead.log().count("reap_leases ●") >= 3, timeout=20)
+    wait_until(lambda: ahead.log().count("reaper swept") >= 3, timeout=20)
 
     status = assert_one_outcome(stack, receiver, task_id)
     assert status["status"] == "completed"
