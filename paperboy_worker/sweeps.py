@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from shared.errors import TransientError
+from shared.errors import PaperboyError
 
 log = logging.getLogger("paperboy.sweeps")
 
@@ -56,14 +56,15 @@ class Periodic:
     async def _loop(self) -> None:
         failures = 0
         while True:
-            await asyncio.sleep(self.interval * min(2**failures, self.max_backoff))
+            await asyncio.sleep(self.interval * min(1 + failures, self.max_backoff))
             failures = 0 if await self.run_once() else failures + 1
 
     async def run_once(self) -> bool:
-        """One sweep; False when it failed on an error worth retrying later."""
+        """One sweep; False when it failed. Any modelled error (a store outage, a rejected read)
+        is retried: the sweep must outlive it, as an arq cron job did."""
         try:
             await asyncio.wait_for(self.sweep(), self.timeout)
-        except (RedisError, TransientError, TimeoutError) as exc:
+        except (RedisError, PaperboyError, TimeoutError) as exc:
             log.warning("%s sweep failed: %r", self.name, exc)
             return False
         log.info("%s swept", self.name)  # what arq's job lines showed: the sweep ran
