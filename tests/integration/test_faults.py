@@ -135,7 +135,14 @@ def test_sigterm_hands_the_digest_to_the_other_worker(
     start_api: Callable[[dict[str, str]], Stack],
     receiver: Receiver,
 ) -> None:
-    env = env_for(stage_delay_seconds="1", worker_shutdown_grace="1", **FAST_LEASES)
+    # Nothing wakes the other worker for a job handed back (arq re-scores it without a push),
+    # so it finds it at its next poll: the bound is the grace plus one poll.
+    env = env_for(
+        stage_delay_seconds="1",
+        worker_shutdown_grace="1",
+        worker_idle_poll_seconds="1",
+        **FAST_LEASES,
+    )
     stack = start_api(env)
     workers = [processes("worker", env), processes("worker", env)]
     task_id = stack.post_digest(digest_body(callback_url=receiver.url)).json()["task_id"]
