@@ -18,7 +18,7 @@ Idle command rate: each subject gets its own redis-server (none, one Paperboy wo
 0.01 s, bare arq at 0.5 s) and the `total_commands_processed` deltas over the same 20 s windows
 are compared with the server that has no worker (whose delta is the INFO calls themselves). The
 Paperboy worker is the whole process: its heartbeat, arq's health check and its periodic sweeps
-(arq cron jobs: the lease reaper every 10 s, the reconciler every 60 s) are in its count.
+(tasks in the worker: the lease reaper every 10 s, the reconciler every 60 s) are in its count.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import openai
 
     from paperboy_worker.lease import Heartbeat
+    from paperboy_worker.sweeps import Periodic
 
 
 class WorkerContext(TypedDict, total=False):
@@ -36,6 +37,7 @@ class WorkerContext(TypedDict, total=False):
     callback_http: httpx.AsyncClient
     worker_id: str
     heartbeat: Heartbeat
+    sweeps: list[Periodic]
     metrics: Metrics
     writer: Writer
     llm: openai.AsyncOpenAI | None

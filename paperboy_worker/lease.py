@@ -290,4 +290,6 @@ async def reap_one(redis: ArqRedis, task_id: str, *, grace_ms: int, requeue: boo
     )
     if outcome == NO_JOB:
         await enqueue_digest(redis, task_id)
+    elif outcome == REQUEUED:
+        await arqstore.wake(redis)
     return outcome in (REQUEUED, NO_JOB)

@@ -82,7 +82,7 @@ class PaperboyWorker(Worker):
             self._started = 0
             await super()._poll_iteration()
             if woken and self.job_counter >= self.max_jobs:
-                await self.pool.lpush(keys.WAKE, 1)  # type: ignore[misc]
+                await arqstore.wake(self.pool)
         except CONNECTION_ERRORS as exc:
             self.failed_polls += 1
             self._started = 1  # look at the queue before waiting again: pushes may be lost

@@ -16,6 +16,7 @@ from arq.jobs import JobStatus
 
 from paperboy_worker import email_job, lease
 from paperboy_worker.context import WorkerContext
+from paperboy_worker.sweeps import Periodic, once_per_interval
 from shared import keys, queue
 from shared.lifecycle import KINDS, TaskKind
 from shared.models import TaskRecord, utcnow
@@ -24,6 +25,35 @@ from shared.tasks import Repository
 log = logging.getLogger("paperboy.reconcile")
 
 LIVE = {JobStatus.queued, JobStatus.deferred, JobStatus.in_progress}
+SWEEP_TIMEOUT = 60
+RECONCILE_LOCK = keys.PREFIX + "reconcile-lock"
+
+
+def start_sweeps(ctx: WorkerContext) -> list[Periodic]:
+    """Start this worker's reaper (every worker reaps: concurrent reaps are harmless) and its
+    share of the reconciler (one worker per interval, by lock)."""
+    settings = ctx["settings"]
+    reconciler = once_per_interval(
+        ctx["redis"],
+        RECONCILE_LOCK,
+        ctx["worker_id"],
+        settings.reconcile_interval_seconds,
+        lambda: reconcile(ctx),
+    )
+    sweeps = [
+        Periodic(
+            "reaper",
+            settings.reaper_interval_seconds,
+            lambda: reap_leases(ctx),
+            timeout=SWEEP_TIMEOUT,
+        ),
+        Periodic(
+            "reconciler", settings.reconcile_interval_seconds, reconciler, timeout=SWEEP_TIMEOUT
+        ),
+    ]
+    for sweep in sweeps:
+        sweep.start()
+    return sweeps
 
 
 async def reap_leases(ctx: WorkerContext) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from arq import cron, func
+from redis.exceptions import RedisError
 
 from paperboy_worker.callback_job import deliver_callback
 from paperboy_worker.context import WorkerContext
@@ -19,7 +21,7 @@ from paperboy_worker.email_job import job_timeout, send_email
 from paperboy_worker.fetch_job import fetch_sources
 from paperboy_worker.lease import Heartbeat
 from paperboy_worker.pipeline.writer import OfflineWriter, Writer
-from paperboy_worker.reconcile import reap_leases, reconcile
+from paperboy_worker.reconcile import start_sweeps
 from paperboy_worker.retention import clean_up
 from shared import arqstore, keys, queue
 from shared.lifecycle import DIGEST, FETCH, TaskKind
@@ -57,11 +59,18 @@ async def on_startup(ctx: WorkerContext) -> None:
     ctx["llm"], ctx["writer"] = _writer(ctx)
     ctx["heartbeat"] = Heartbeat(ctx["redis"], settings, ctx["worker_id"])
     await ctx["heartbeat"].start()
+    ctx["sweeps"] = start_sweeps(ctx)
     if settings.orchestration_enabled:
         await catch_up(ctx)
 
 
 async def on_shutdown(ctx: WorkerContext) -> None:
+    for sweep in ctx.get("sweeps", []):
+        await sweep.stop()
+    if "redis" in ctx:
+        # arq has given back the claims of the jobs it cancelled: another worker takes them now.
+        with contextlib.suppress(RedisError):
+            await arqstore.wake(ctx["redis"])
     if "metrics" in ctx:
         await ctx["metrics"].stop()
     if "heartbeat" in ctx:
@@ -110,22 +119,6 @@ def _writer(ctx: WorkerContext) -> tuple[openai.AsyncOpenAI | None, Writer]:
         budgets=llm_budgets(settings),
     )
     return client, writer
-
-
-def _every(seconds: int) -> set[int]:
-    return set(range(0, 60, seconds))
-
-
-def _sweeps(settings: Settings) -> list[Any]:
-    """The frequent sweeps: each runs every few seconds, once, with no retry of its own."""
-    every = {
-        "reap_leases": (reap_leases, settings.reaper_interval_seconds),
-        "reconcile": (reconcile, settings.reconcile_interval_seconds),
-    }
-    return [
-        cron(sweep, name=name, second=_every(seconds), timeout=60, max_tries=1)  # type: ignore[arg-type]
-        for name, (sweep, seconds) in every.items()
-    ]
 
 
 def _daily(settings: Settings) -> list[Any]:
@@ -181,7 +174,6 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 keep_result=3600,
                 max_tries=3,
             ),
-            *_sweeps(settings),
         ],
         "queue_name": keys.QUEUE,
         "redis_settings": queue.redis_settings(settings),

@@ -89,6 +89,15 @@ return 1
 )
 
 
+async def wake(redis: ArqRedis) -> None:
+    """Wake one idle worker for a job that became runnable without an enqueue: a claim given
+    back on shutdown, a lapsed lease reaped, a wake passed on by a worker that is full."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.lpush(WAKE, 1)
+        pipe.ltrim(WAKE, 0, WAKE_LIST_LIMIT - 1)
+        await pipe.execute()
+
+
 async def enqueue(
     redis: ArqRedis, function: str, job_id: str, *args: Any, defer: float = 0
 ) -> bool:
