@@ -86,6 +86,7 @@ class Run:
     redis_base_bytes: int  # used_memory with the workers up, before the run
     store_trips: int | None  # PostgREST requests; None for SQLite (not counted)
     store_bytes: int | None = None  # PostgreSQL: the day's rows (tasks, deliveries, profiles)
+    worker_cpu: float = 0.0  # user + system CPU seconds of all the workers, start-up included
     rpm: int = PROVIDER_RPM
 
     @property
@@ -272,6 +273,7 @@ async def _measure(
             trips_after = store.trips()
             _, peak_bytes = _redis_memory(server)
             emails, recipients, duplicated, last = sink.snapshot()
+            worker_cpu = sum(proc.cpu_seconds() for proc in procs)
             with fake.lock:
                 calls, refused = fake.completions, fake.refused
                 tokens = fake.prompt_tokens + fake.completion_tokens
@@ -301,6 +303,7 @@ async def _measure(
         redis_base_bytes=base_bytes,
         store_trips=trips,
         store_bytes=store_bytes,
+        worker_cpu=worker_cpu,
     )
 
 
@@ -331,7 +334,8 @@ def _log_run(log: Callable[[str], Any], rep: int, r: Run) -> None:
         f"bound {r.bound:.1f}s, ratio {r.ratio:.3f}, calls {r.calls}, refused {r.refused}, "
         f"completed {r.completed}/{r.subscribers}, emails {r.emails} to {r.recipients} "
         f"({r.duplicated_emails} duplicated), redis {r.redis_commands / r.per_digest:.0f} "
-        f"cmd/digest, peak {r.redis_peak_bytes / 2**20:.1f} MiB, store trips/digest {trips}"
+        f"cmd/digest, peak {r.redis_peak_bytes / 2**20:.1f} MiB, store trips/digest {trips}, "
+        f"worker CPU {r.worker_cpu * 1000 / r.per_digest:.0f} ms/digest"
     )
 
 
