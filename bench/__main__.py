@@ -3,6 +3,7 @@
 python -m bench                       # every figure, 3 repetitions, docs/BENCHMARKS.md
 python -m bench --only pickup,memory  # some figures, printed (or --out FILE)
 python -m bench --reps 1 --no-profile # a quick look
+python -m bench --only daily --daily-subscribers 10000  # figure 8 at 10,000 subscribers
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    daily,
     enqueue,
     links,
     llm_bound,
@@ -38,6 +40,7 @@ FIGURES: dict[str, Callable[..., Awaitable[Any]]] = {
     "llm": llm_bound.run,
     "retry": retry_cost.run,
     "memory": memory.run,
+    "daily": daily.run,
     "quality": quality.run,
     "links": links.run,
 }
@@ -64,7 +67,8 @@ async def main(args: argparse.Namespace) -> int:
         for name in chosen:
             log(f"{name} ...")
             began = time.perf_counter()
-            results[name] = await FIGURES[name](bench, args.reps, log)
+            extra = {"subscribers": args.daily_subscribers} if name == "daily" else {}
+            results[name] = await FIGURES[name](bench, args.reps, log, **extra)
             timings[name] = time.perf_counter() - began
             log(f"{name}: {timings[name]:.1f}s")
         if args.profile:
@@ -93,6 +97,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--out", default="", help="where to write the markdown")
     parser.add_argument(
         "--no-profile", dest="profile", action="store_false", help="skip the py-spy profiles"
+    )
+    parser.add_argument(
+        "--daily-subscribers",
+        type=int,
+        default=daily.SUBSCRIBERS,
+        help="subscribers of figure 8's daily run (10000 for the dated large run)",
     )
     args = parser.parse_args()
     if args.reps < 1:

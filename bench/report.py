@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import (
+    daily,
     enqueue,
     links,
     llm_bound,
@@ -49,6 +50,9 @@ IDLE_COMMANDS = 2.0
 SECONDS_A_DAY = 86_400
 OVERHEAD_RATIO = 0.25
 LLM_RATIO = 1.10
+DAILY_RATIO = 1.05  # figure 8: makespan ÷ bound at 2 and 4 workers, 1,000 subscribers
+DAILY_TARGET_SUBSCRIBERS = 1000
+DAILY_TARGET_WORKERS = (2, 4)
 PEAK_MIB = 120.0
 IDLE_MIB = 50.0  # issue 13: an idle worker
 # A process using at least this many CPU-seconds per wall second is called CPU-bound.
@@ -722,6 +726,115 @@ def _scaling(doc: Doc, r: llm_bound.Result) -> None:
     )
 
 
+DAILY_HEADER = [
+    "store",
+    "workers",
+    "subscribers",
+    "LLM calls",
+    "makespan",
+    "bound",
+    "makespan ÷ bound",
+    "refused (429)",
+    "Redis peak",
+    "Redis commands / digest",
+    "store round trips / digest",
+    "worker CPU / digest",
+    "emails / s",
+    "digests lost / duplicated",
+    "emails lost / duplicated",
+]
+
+
+def _daily_row(x: daily.Run) -> list[str]:
+    trips = "not counted" if x.store_trips is None else f"{x.store_trips / x.per_digest:.1f}"
+    return [
+        "SQLite" if x.store == "sqlite" else "PostgREST",
+        str(x.workers),
+        f"{x.subscribers:,}",
+        f"{x.calls:,}",
+        f"{x.makespan:.1f} s",
+        f"{x.bound:.1f} s",
+        f"{x.ratio:.3f}",
+        str(x.refused),
+        f"{x.redis_peak_bytes / 2**20:.1f} MiB",
+        f"{x.redis_commands / x.per_digest:.0f}",
+        trips,
+        f"{x.worker_cpu * 1000 / x.per_digest:.0f} ms",
+        f"{x.emails_per_second:.1f}",
+        f"{x.lost_digests} / {x.duplicated_digests}",
+        f"{x.lost_emails} / {x.duplicated_emails}",
+    ]
+
+
+def daily_verdicts(r: daily.Result) -> tuple[float | None, int, int, bool]:
+    """Worst ratio of the target rows (SQLite or PostgREST at 1,000 subscribers, 2 and 4
+    workers; None when no run was that size), losses, duplicates, and whether all are met."""
+    runs = [x for runs in r.runs.values() for x in runs]
+    target = [
+        x.ratio
+        for x in runs
+        if x.subscribers >= DAILY_TARGET_SUBSCRIBERS and x.workers in DAILY_TARGET_WORKERS
+    ]
+    worst = max(target) if target else None
+    lost = sum(x.lost_digests + x.lost_emails for x in runs)
+    duplicated = sum(x.duplicated_digests + x.duplicated_emails for x in runs)
+    met = worst is not None and worst <= DAILY_RATIO and lost == 0 and duplicated == 0
+    return worst, lost, duplicated, met
+
+
+def _daily_costs(r: daily.Result) -> str:
+    runs = [x for runs in r.runs.values() for x in runs]
+    calls = spread([x.calls / x.per_digest for x in runs])
+    tokens = spread([x.tokens / x.per_digest for x in runs])
+    memory = spread([(x.redis_peak_bytes - x.redis_base_bytes) / x.subscribers for x in runs])
+    stored = [x.store_bytes / x.subscribers for x in runs if x.store_bytes is not None]
+    text = (
+        f"Per digest, over all runs: {calls.fmt(2)} LLM calls and {tokens.fmt(0)} tokens "
+        f"(prompt + completion as the provider counted them); the Redis peak above the idle "
+        f"workers' baseline was {memory.fmt(0, ' bytes')} per subscriber."
+    )
+    if stored:
+        text += (
+            f" PostgreSQL held {spread(stored).fmt(0, ' bytes')} of row data per subscriber "
+            "for the day (its digest task, its email delivery and the profile with the digest "
+            "written back; `pg_column_size`, before indexes and page overhead)."
+        )
+    return text
+
+
+def _daily(doc: Doc, r: daily.Result) -> None:
+    doc.add(
+        "## 8. The daily run: generated subscribers, end to end",
+        "",
+        daily.__doc__.split("\n\n", 1)[1].strip() if daily.__doc__ else "",
+        "",
+        f"Provider: {r.rpm:,} requests a minute, {daily.LATENCY * 1000:.0f} ms a call; "
+        f"Paperboy's limiter: LLM_RPM={r.rpm:,}, LLM_TPM={r.tpm:,}; DAILY_SPREAD_SECONDS=0; "
+        f"WORKER_MAX_JOBS={daily.WORKER_MAX_JOBS}. SQLite runs: {r.subscribers:,} subscribers; "
+        f"PostgREST runs: {r.postgrest_subscribers:,} (see `POSTGREST_SUBSCRIBERS` in "
+        "bench/daily.py: the test bed's gateway, not Paperboy, limits how many fit in the "
+        "default run). One run per row.",
+        "",
+    )
+    rows = [_daily_row(x) for key in sorted(r.runs) for x in r.runs[key]]
+    doc.table(DAILY_HEADER, rows)
+    doc.add(_daily_costs(r), "")
+    worst, lost, duplicated, met = daily_verdicts(r)
+    shown = "no run of 1,000 subscribers" if worst is None else f"worst {worst:.3f}"
+    doc.add(
+        f"Target: at {DAILY_TARGET_SUBSCRIBERS:,} subscribers, makespan ÷ bound ≤ "
+        f"{DAILY_RATIO:.2f} at 2 and 4 workers, and nothing lost or duplicated — {shown}, "
+        f"{lost} lost, {duplicated} duplicated: {_verdict(met)}.",
+        "",
+    )
+    doc.target(
+        "8. daily run, 1,000 subscribers: makespan ÷ bound (2, 4 workers); lost; duplicated",
+        f"{shown}; {lost} lost; {duplicated} duplicated",
+        f"≤ {DAILY_RATIO:.2f}; 0; 0",
+        met,
+    )
+
+
 def _profiles(doc: Doc, p: profile.Result) -> None:
     doc.add("## Where the time goes", "")
     if not p.available:
@@ -946,6 +1059,20 @@ def _this_run(results: dict[str, Any]) -> str:
     return ("This run: " + "; ".join(parts) + ".") if parts else ""
 
 
+def _later_figures(body: Doc, results: dict[str, Any]) -> None:
+    """Figures 7 to 10 and the profiles, in the document's order."""
+    if "llm" in results:
+        _scaling(body, results["llm"])
+    if "daily" in results:
+        _daily(body, results["daily"])
+    if "quality" in results:
+        _quality(body, results["quality"])
+    if "links" in results:
+        _links(body, results["links"])
+    if "profile" in results:
+        _profiles(body, results["profile"])
+
+
 def render(
     machine: dict[str, Any],
     results: dict[str, Any],
@@ -968,14 +1095,7 @@ def render(
     if "memory" in results:
         prof = results.get("profile")
         _memory(body, results["memory"], prof.imports_mib if prof else [])
-    if "llm" in results:
-        _scaling(body, results["llm"])
-    if "quality" in results:
-        _quality(body, results["quality"])
-    if "links" in results:
-        _links(body, results["links"])
-    if "profile" in results:
-        _profiles(body, results["profile"])
+    _later_figures(body, results)
 
     versions = machine["versions"]
     doc.add(

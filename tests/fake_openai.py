@@ -122,6 +122,8 @@ class FakeOpenAI:
         self.requests: list[LoggedRequest] = []
         self.refused = 0  # 429s the rate limit answered (scripted ones not included)
         self.completions = 0  # 200s with a completion
+        self.prompt_tokens = 0  # the usage every chat completion reported, summed
+        self.completion_tokens = 0
         self.lock = threading.Lock()
         self._script: deque[Failure] = deque()
         self._admitted: deque[float] = deque()
@@ -243,6 +245,9 @@ class FakeOpenAI:
             message["content"] = ""
             message["reasoning_content"] = f"The reader wants this. Answer: {content}"
         prompt_tokens = max(1, math.ceil(len(json.dumps(body.get("messages", []))) / 4))
+        with self.lock:
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
         return {
             "id": f"chatcmpl-fake-{number}",
             "object": "chat.completion",

@@ -111,12 +111,19 @@ def _pg_args() -> list[str]:
     return ["-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER]
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 resets connections once several workers' pools open at once.
+    request_queue_size = 128
+
+
 @dataclass
 class Gateway:
     """`/rest/v1/*` on a local port, forwarded to PostgREST; other paths and unknown keys refused."""
 
     upstream_port: int
     api_keys: set[str]
+    forwarded: int = 0  # requests passed on to PostgREST: the store's round trips (the bench)
+    count_lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
     thread: threading.Thread | None = None
 
@@ -126,7 +133,7 @@ class Gateway:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def start(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _gateway_handler(self))
+        self.server = _Server(("127.0.0.1", 0), _gateway_handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -158,6 +165,8 @@ def _gateway_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             elif self.headers.get("apikey") not in gateway.api_keys:
                 self._answer(401, {}, b'{"message":"Invalid API key"}')
             else:
+                with gateway.count_lock:  # a thread per request
+                    gateway.forwarded += 1
                 self._answer(*self._upstream(body))
 
         def _upstream(self, body: bytes) -> tuple[int, dict[str, str], bytes]:

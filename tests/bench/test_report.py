@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import enqueue, links, llm_bound, overhead, report
+import pytest
+
+from bench import daily, enqueue, links, llm_bound, overhead, report
 
 MACHINE: dict[str, Any] = {
     "date": "2026-12-02 12:00 UTC",
@@ -144,3 +146,56 @@ def test_the_links_verdicts_follow_the_counts() -> None:
         "links: paywalled links in digests": "**missed**",
     }
     assert "| 1 | 200 | 2 / 30 | 4 / 25 | 1 | 300 |" in bad
+
+
+def daily_run(
+    workers: int, makespan: float, *, subscribers: int = 1000, emails: int = 1000, dup: int = 0
+) -> daily.Run:
+    return daily.Run(
+        store="sqlite",
+        workers=workers,
+        subscribers=subscribers,
+        makespan=makespan,
+        calls=subscribers * 7,
+        refused=0,
+        tokens=subscribers * 9000,
+        completed=subscribers,
+        digest_rows=subscribers,
+        emails=emails,
+        recipients=emails - dup,
+        duplicated_emails=dup,
+        redis_commands=subscribers * 300,
+        redis_peak_bytes=8 * 2**20,
+        redis_base_bytes=2 * 2**20,
+        store_trips=None,
+    )
+
+
+def daily_result(*runs: daily.Run) -> daily.Result:
+    result = daily.Result()
+    for run in runs:
+        result.runs.setdefault((run.store, run.workers), []).append(run)
+    return result
+
+
+def test_the_daily_verdict_follows_the_ratio_at_two_and_four_workers() -> None:
+    # 7,000 calls at 6,000/min: a bound of 70 s.
+    slow_single = daily_result(daily_run(1, 140.0), daily_run(2, 72.0), daily_run(4, 73.0))
+    assert report.daily_verdicts(slow_single) == (73.0 / 70.0, 0, 0, True)
+    slow_four = daily_result(daily_run(2, 72.0), daily_run(4, 77.0))
+    worst, _, _, met = report.daily_verdicts(slow_four)
+    assert worst == pytest.approx(1.1) and not met
+    text = report.render(MACHINE, {"daily": slow_four}, {"daily": 1.0}, 1.0, 1)
+    assert "## 8. The daily run" in text and "worst 1.100, 0 lost, 0 duplicated: **missed**" in text
+
+
+def test_the_daily_verdict_counts_losses_and_duplicates() -> None:
+    lossy = daily_result(daily_run(2, 70.0, emails=998), daily_run(4, 70.0, emails=1001, dup=1))
+    assert report.daily_verdicts(lossy) == (1.0, 2, 1, False)
+
+
+def test_a_small_daily_run_cannot_meet_the_thousand_subscriber_target() -> None:
+    small = daily_result(daily_run(2, 7.0, subscribers=100, emails=100))
+    assert report.daily_verdicts(small) == (None, 0, 0, False)
+    text = report.render(MACHINE, {"daily": small}, {"daily": 1.0}, 1.0, 1)
+    assert "no run of 1,000 subscribers" in text
