@@ -75,6 +75,7 @@ class PaperboyWorker(Worker):
         self._wake: Redis | None = None
         self._blocked: asyncio.Future[bool] | None = None
         self._started = 1  # jobs started by the last poll: the first one looks before it waits
+        self._replans = 0  # retries of our own jobs queued for later: each calls for a new plan
 
     async def _poll_iteration(self) -> None:
         try:
@@ -103,8 +104,11 @@ class PaperboyWorker(Worker):
         """Block until an enqueue wakes this worker (True) or the next due time (False)."""
         if self._started or not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
             return False  # more may be queued, or nothing could be taken: arq's own pace
+        replans = self._replans
         timeout = await self._idle_seconds()
-        if timeout < MIN_BLOCK_SECONDS:
+        if timeout < MIN_BLOCK_SECONDS or self._replans != replans:
+            # A job of ours was re-queued for later while the plan was made: plan again, or
+            # its retry would wait for the safety net instead of its own time.
             return False
         self._blocked = asyncio.ensure_future(self._pop(timeout))
         try:
@@ -131,18 +135,20 @@ class PaperboyWorker(Worker):
     async def run_job(self, job_id: str, score: int) -> None:
         retried = self.jobs_retried
         await super().run_job(job_id, score)
-        if self.jobs_retried > retried and self._blocked is not None:
-            # arq re-queued the job at a later score without a push; the block in progress was
-            # planned without it, so end it and plan again rather than run the retry late.
-            self._blocked.cancel()
+        if self.jobs_retried > retried:
+            # arq re-queued the job at a later score without a push (and has written it by
+            # now); a block planned without it must end, and one being planned must not start.
+            self._replans += 1
+            if self._blocked is not None:
+                self._blocked.cancel()
 
     async def _idle_seconds(self) -> float:
         """Until the queue's next deferred job, the next cron slot, or the safety-net poll."""
         now_ms = timestamp_ms()
         due = [self.idle_poll_seconds, *self._cron_seconds()]
-        deferred_ms = await arqstore.next_deferred_ms(self.pool, self.queue_name, now_ms)
-        if deferred_ms is not None:
-            due.append((deferred_ms - now_ms) / 1000)
+        next_ms = await arqstore.next_job_ms(self.pool, self.queue_name)
+        if next_ms is not None:
+            due.append((next_ms - now_ms) / 1000)
         return min(due)
 
     def _cron_seconds(self) -> list[float]:

@@ -113,12 +113,28 @@ async def enqueue(
     return bool(created)
 
 
-async def next_deferred_ms(redis: Redis, queue: str, now_ms: int) -> float | None:
-    """The score (unix ms) of the queue's earliest job still in the future, if any."""
-    entries = await redis.zrangebyscore(
-        queue, min=f"({now_ms}", max="+inf", start=0, num=1, withscores=True
-    )
-    return float(entries[0][1]) if entries else None
+# The earliest job nobody runs: arq keeps a running job in the queue at its old score, so the
+# first entries may be claimed (an in-progress key) and are skipped. Returns its score, which
+# may be in the past (due now: a retry that came due while the worker planned its wait).
+# KEYS: queue. ARGV: in-progress key prefix, how many entries to look at.
+_NEXT_UNCLAIMED = LuaScript(
+    """
+local entries = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
+for i = 1, #entries, 2 do
+  if redis.call('EXISTS', ARGV[1] .. entries[i]) == 0 then return entries[i + 1] end
+end
+return false
+"""
+)
+# Enough to look past every running job of a worker fleet.
+_NEXT_LOOKAHEAD = 1000
+
+
+async def next_job_ms(redis: Redis, queue: str) -> float | None:
+    """The score (unix ms) of the queue's earliest job that no worker has claimed, if any: in
+    the future for a deferred job, now or earlier for one that is due."""
+    score = await _NEXT_UNCLAIMED(redis, [queue], [in_progress_key_prefix, _NEXT_LOOKAHEAD])
+    return float(score) if score else None
 
 
 async def job_status(redis: ArqRedis, job_id: str) -> JobStatus:

@@ -57,3 +57,23 @@ async def test_a_deferred_job_waits_for_its_score(redis: queue.ArqRedis) -> None
     finally:
         await redis.delete(arqstore.job_key(FETCH.callback_job_id(task_id)))
         await redis.zrem(keys.QUEUE, FETCH.callback_job_id(task_id))
+
+
+async def test_the_next_job_skips_claimed_ones_and_sees_one_already_due(
+    redis: queue.ArqRedis,
+) -> None:
+    """What an idle worker plans its wait by: a running job (claimed, still in the queue at its
+    old score) is skipped; a job that came due while nobody looked counts, however late."""
+    queue_name = f"{keys.QUEUE}:test-{uuid.uuid4().hex}"
+    running, due, later = (f"j-{uuid.uuid4().hex}" for _ in range(3))
+    try:
+        await redis.zadd(queue_name, {running: 1_000, due: 2_000, later: 9_000_000_000_000})
+        await redis.set(arqstore.in_progress_key(running), b"1")
+        assert await arqstore.next_job_ms(redis, queue_name) == 2_000
+
+        await redis.zrem(queue_name, due)
+        assert await arqstore.next_job_ms(redis, queue_name) == 9_000_000_000_000
+        await redis.zrem(queue_name, later)
+        assert await arqstore.next_job_ms(redis, queue_name) is None
+    finally:
+        await redis.delete(queue_name, arqstore.in_progress_key(running))
